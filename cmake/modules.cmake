@@ -1,0 +1,45 @@
+# au_module(NAME globs... [EXCLUDE files...] DEPS libs...): a static library from the
+# files matching the globs, created only when at least one exists, linking only the DEPS
+# that exist as targets (or are plain library names). Keeps the tree building while a
+# module is being written.
+function(au_module name)
+  cmake_parse_arguments(M "" "" "EXCLUDE;DEPS" ${ARGN})
+  set(srcs "")
+  foreach(g ${M_UNPARSED_ARGUMENTS})
+    file(GLOB found CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${g})
+    list(APPEND srcs ${found})
+  endforeach()
+  foreach(x ${M_EXCLUDE})
+    list(REMOVE_ITEM srcs ${CMAKE_SOURCE_DIR}/${x})
+  endforeach()
+  if(NOT srcs)
+    return()
+  endif()
+  add_library(${name} STATIC ${srcs})
+  target_include_directories(${name} PUBLIC ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/engine)
+  foreach(d ${M_DEPS})
+    if(TARGET ${d} OR NOT d MATCHES "^au_")
+      target_link_libraries(${name} PUBLIC ${d})
+    endif()
+  endforeach()
+endfunction()
+
+# au_test(NAME SOURCE LABEL deps...): a test executable when SOURCE exists and every
+# au_* dep is a target; registered with ctest under LABEL. Exit code 77 means skipped.
+function(au_test name src label)
+  if(NOT EXISTS ${CMAKE_SOURCE_DIR}/${src})
+    return()
+  endif()
+  foreach(d ${ARGN})
+    if(d MATCHES "^au_" AND NOT TARGET ${d})
+      message(STATUS "test ${name}: ${d} not built yet, skipped")
+      return()
+    endif()
+  endforeach()
+  add_executable(${name} ${CMAKE_SOURCE_DIR}/${src})
+  target_link_libraries(${name} PRIVATE ${ARGN})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/engine ${CMAKE_SOURCE_DIR}/tests)
+  add_test(NAME ${name} COMMAND ${name} WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(${name} PROPERTIES LABELS ${label} SKIP_RETURN_CODE 77
+                       ENVIRONMENT "AUTEUR_SOURCE_DIR=${CMAKE_SOURCE_DIR};AUTEUR_BUILD_DIR=${CMAKE_BINARY_DIR}")
+endfunction()

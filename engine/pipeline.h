@@ -1,0 +1,71 @@
+/* pipeline.h - text in, frames out: the whole Wan2.1 text-to-video job.
+ *
+ * tokenize -> UMT5 encode (prompt and negative prompt) -> Philox noise ->
+ * n_steps x DiT (+ classifier-free guidance) with the sampler -> VAE decode ->
+ * uint8 RGB frames. The caller (CLI, dispatcher) owns what happens to the
+ * frames (encode_mp4.h). Nothing here knows about HTTP or SQLite.
+ */
+#ifndef AU_PIPELINE_H
+#define AU_PIPELINE_H
+
+#include <stdint.h>
+
+#include "status.h"
+
+typedef struct au_pipeline au_pipeline;
+
+typedef enum au_device { AU_DEVICE_AUTO = 0, AU_DEVICE_CPU, AU_DEVICE_CUDA } au_device;
+
+typedef struct au_pipeline_opts {
+    au_device device;
+    int n_threads; /* CPU backend threads, 0 = all cores */
+} au_pipeline_opts;
+
+/* What a loaded model supports and defaults to (from its auteur-model.json). */
+typedef struct au_model_info {
+    char name[64];
+    int default_width, default_height, default_frames, default_fps, default_steps;
+    float default_guidance, default_shift;
+    char default_sampler[16];     /* "unipc" or "euler" */
+    const char *default_negative_prompt;
+    int max_width, max_height, max_frames, max_steps, max_prompt_chars;
+    int size_multiple;            /* width and height must be multiples of this (16) */
+    int n_sizes;                  /* 0 = any size within the limits */
+    int sizes[16][2];             /* supported WxH pairs when n_sizes > 0 */
+} au_model_info;
+
+typedef struct au_gen_params {
+    const char *prompt;
+    const char *negative_prompt; /* NULL = the model's default */
+    int width, height, frames;   /* frames of the form 4k+1 */
+    int steps;
+    float guidance_scale;        /* <= 1 disables CFG */
+    float shift;
+    const char *sampler;         /* "unipc" or "euler" */
+    uint64_t seed;
+    const char *noise_path;      /* NULL, or safetensors with tensor "noise" [16, F', H/8, W/8] */
+} au_gen_params;
+
+typedef struct au_video {
+    int width, height, n_frames;
+    uint8_t *rgb; /* n_frames * height * width * 3, frame-major, row-major RGB */
+} au_video;
+
+/* Called after text encoding (step 0) and after each denoising step; a non-zero
+ * return, or *cancel becoming non-zero, stops the job with AU_ECANCELED. */
+typedef int (*au_progress_fn)(void *user, int step, int n_steps);
+
+int pipeline_open(au_pipeline **out, const char *model_dir, const au_pipeline_opts *opts, au_err *err);
+void pipeline_close(au_pipeline *p);
+const au_model_info *pipeline_model_info(const au_pipeline *p);
+const char *pipeline_backend_name(const au_pipeline *p);
+
+/* Fill unset fields (0 / NULL) of params from the model defaults, then check them
+ * against the model's limits; AU_EINVAL with a message naming the field. */
+int pipeline_resolve_params(const au_pipeline *p, au_gen_params *params, au_err *err);
+
+int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_fn progress, void *user,
+                      const volatile int *cancel, au_video *out, au_err *err);
+void au_video_free(au_video *v);
+
+#endif
