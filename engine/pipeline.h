@@ -34,17 +34,22 @@ typedef struct au_model_info {
     int sizes[16][2];             /* supported WxH pairs when n_sizes > 0 */
 } au_model_info;
 
+/* Unset fields (pipeline_params_init) take the model's defaults in pipeline_resolve_params:
+ * integers 0, pointers NULL, floats AU_UNSET_F, seed -1 (a random seed is drawn and filled in). */
+#define AU_UNSET_F (-1.0f)
 typedef struct au_gen_params {
     const char *prompt;
-    const char *negative_prompt; /* NULL = the model's default */
+    const char *negative_prompt; /* NULL = the model's default; "" = none */
     int width, height, frames;   /* frames of the form 4k+1 */
     int steps;
-    float guidance_scale;        /* <= 1 disables CFG */
-    float shift;
+    float guidance_scale;        /* >= 0; <= 1 runs the conditional branch only (no CFG) */
+    float shift;                 /* > 0 */
     const char *sampler;         /* "unipc" or "euler" */
-    uint64_t seed;
+    int64_t seed;                /* 0 .. 2^63-1, or -1 */
     const char *noise_path;      /* NULL, or safetensors with tensor "noise" [16, F', H/8, W/8] */
 } au_gen_params;
+
+void pipeline_params_init(au_gen_params *params);
 
 typedef struct au_video {
     int width, height, n_frames;
@@ -60,8 +65,9 @@ void pipeline_close(au_pipeline *p);
 const au_model_info *pipeline_model_info(const au_pipeline *p);
 const char *pipeline_backend_name(const au_pipeline *p);
 
-/* Fill unset fields (0 / NULL) of params from the model defaults, then check them
- * against the model's limits; AU_EINVAL with a message naming the field. */
+/* Fill unset fields of params from the model defaults, then check them against the
+ * model's limits; AU_EINVAL with a message that starts with the field name
+ * ("frames: must be of the form 4k+1 ...") so the API can report it as `param`. */
 int pipeline_resolve_params(const au_pipeline *p, au_gen_params *params, au_err *err);
 
 int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_fn progress, void *user,
