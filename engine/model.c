@@ -321,3 +321,45 @@ void model_manifest_free(au_manifest *m) {
     m->negative_prompt = NULL;
     m->info.default_negative_prompt = NULL;
 }
+
+static int load_part_config(const char *dir, au_model_part part, au_manifest *m, au_err *err) {
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (access(path, R_OK) != 0)
+        return 0; /* inferred from shapes */
+    json_error_t jerr;
+    json_t *c = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!c)
+        return au_errf(err, AU_EFORMAT, "%s: line %d: %s", path, jerr.line, jerr.text);
+    int rc = 0;
+    if (!json_is_object(c))
+        rc = au_errf(err, AU_EFORMAT, "%s: expected a JSON object", path);
+    else if (part == AU_PART_TEXT_ENCODER && (rc = parse_t5(c, &m->t5, err)) == 0)
+        m->has_t5_config = 1;
+    else if (part == AU_PART_DIT && (rc = parse_dit(c, &m->dit, err)) == 0)
+        m->has_dit_config = 1;
+    else if (part == AU_PART_VAE && (rc = parse_vae(c, &m->vae, err)) == 0)
+        m->has_vae_config = 1;
+    json_decref(c);
+    return rc;
+}
+
+int model_part_locate(const char *dir, au_model_part part, au_manifest *m, au_err *err) {
+    char path[PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/" MANIFEST, dir);
+    if (access(path, R_OK) == 0)
+        return model_manifest_load(dir, m, err);
+    memset(m, 0, sizeof *m);
+    snprintf(m->dir, sizeof m->dir, "%s", dir);
+    vae_config_default(&m->vae);
+    char *dst = part == AU_PART_TOKENIZER      ? m->tokenizer_path
+                : part == AU_PART_TEXT_ENCODER ? m->text_encoder_path
+                : part == AU_PART_DIT          ? m->dit_path
+                                               : m->vae_path;
+    const char *file = part == AU_PART_TOKENIZER ? "tokenizer.json" : "weights.safetensors";
+    if (snprintf(dst, PATH_MAX, "%s/%s", dir, file) >= PATH_MAX)
+        return au_errf(err, AU_EINVAL, "model folder path too long");
+    if (access(dst, R_OK) != 0)
+        return au_errf(err, AU_ENOTFOUND, "%s has neither " MANIFEST " nor a readable %s", dir, file);
+    return part == AU_PART_TOKENIZER ? 0 : load_part_config(dir, part, m, err);
+}

@@ -42,6 +42,13 @@ typedef struct au_manifest {
 int model_manifest_load(const char *dir, au_manifest *m, au_err *err);
 void model_manifest_free(au_manifest *m);
 
+/* One component of a model, for the component runner (`auteur dev`): located through
+ * DIR/auteur-model.json, or in a single-component folder laid out like the golden files
+ * (DIR/weights.safetensors + DIR/config.json, the config with the manifest's keys).
+ * Fills the part's path field and config in m (has_*_config says whether a config was given). */
+typedef enum au_model_part { AU_PART_TOKENIZER, AU_PART_TEXT_ENCODER, AU_PART_DIT, AU_PART_VAE } au_model_part;
+int model_part_locate(const char *dir, au_model_part part, au_manifest *m, au_err *err);
+
 /* The official Wan2.1 negative prompt (wan/configs/shared_config.py). */
 extern const char *const model_wan21_negative_prompt;
 
