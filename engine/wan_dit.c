@@ -1,0 +1,582 @@
+/* wan_dit.c - the Wan2.1 text-to-video DiT over the backend interface (see wan_dit.h).
+ *
+ * Forward, with D = dim, N = (F/pt)(H/ph)(W/pw) tokens, hd = D / num_heads:
+ *   x      = Linear_patch(patchify(latent))                       [N, D]  (float32 residual)
+ *   e      = Linear(SiLU(Linear(sinusoid(t))))                    [D]     float32
+ *   e0     = Linear(SiLU(e))                                      [6, D]  float32
+ *   block: m = modulation [6, D] + e0, rows m0..m5
+ *     x += m2 * Wo attn(RoPE(RMS_q(Wq h)), RoPE(RMS_k(Wk h)), Wv h),  h = LN(x)(1 + m1) + m0
+ *     x += Wo attn(RMS_q(Wq LN_affine(x)), K_text, V_text)
+ *     x += m5 * W2 GELU_tanh(W1 (LN(x)(1 + m4) + m3))
+ *   head: n = head.modulation [2, D] + e; out = unpatchify(W_head (LN(x)(1 + n1) + n0))
+ * LayerNorms and RMSNorms use eps; RMSNorm_q/k normalise over the whole D before the
+ * split into heads; attention scale 1/sqrt(hd), no mask (all text_len text rows are
+ * keys, zero padding included after the text MLP). The patch weight [D, C, pt, ph, pw]
+ * is used as a linear [D, C*pt*ph*pw] (patchify's column order is (c, kt, kh, kw)); the
+ * head's 64 outputs per token are ordered (kt, kh, kw, c), as unpatchify expects.
+ *
+ * Dtypes: tensors that only feed a linear are allocated in be->gemm_in_dtype, other
+ * activations in be->act_dtype; the residual stream, time embedding, modulation and
+ * head stay float32 (the official code runs those under float32 autocast).
+ */
+#include "wan_dit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rope.h"
+#include "weights.h"
+
+#define DIT_ROPE_THETA 10000.0
+#define DIT_HEAD_DIM 128 /* head size of every released Wan2.1 model */
+#define DIT_TEXT_LEN 512
+#define DIT_EPS 1e-6f
+
+typedef struct dit_linear {
+    au_tensor w; /* [out, in] */
+    au_tensor b; /* [out] float32 */
+} dit_linear;
+
+typedef struct dit_block {
+    dit_linear sa_q, sa_k, sa_v, sa_o;
+    au_tensor sa_norm_q, sa_norm_k; /* [D] */
+    dit_linear ca_q, ca_k, ca_v, ca_o;
+    au_tensor ca_norm_q, ca_norm_k; /* [D] */
+    au_tensor norm3_w, norm3_b;     /* [D] */
+    dit_linear ffn0, ffn2;          /* [ffn, D], [D, ffn] */
+    au_tensor modulation;           /* [6, D] float32 (file: [1, 6, D]) */
+} dit_block;
+
+struct wan_dit {
+    au_backend *be;
+    dit_config cfg;
+    const st_set *st;
+    au_arena *weights;
+    dit_linear patch;               /* w viewed as [D, in_dim*pt*ph*pw] */
+    dit_linear text0, text2;        /* [D, text_dim], [D, D] */
+    dit_linear time0, time2, tproj; /* [D, freq_dim], [D, D], [6D, D], float32 */
+    dit_linear head;                /* [out_dim*pt*ph*pw, D], float32 */
+    au_tensor head_mod;             /* [2, D] float32 (file: [1, 2, D]) */
+    dit_block *blocks;
+    float *host_sinusoid;           /* [freq_dim], reused every forward */
+    /* RoPE table of the last grid, [N, hd/2, 2] float32, in its own arena. */
+    au_arena *rope_arena;
+    au_tensor rope;
+    int rope_grid[3];
+};
+
+struct dit_text {
+    const wan_dit *owner;
+    const au_arena *arena; /* where k and v live */
+    int n_layers;
+    au_tensor kv[];        /* 2 per block: K [text_len, D] (RMS-normed), V [text_len, D] */
+};
+
+/* Activations of one forward, all from the act arena. */
+typedef struct dit_scratch {
+    au_tensor x;       /* [N, D] float32 residual stream */
+    au_tensor mod;     /* [6, D] float32 block modulation */
+    au_tensor h;       /* [N, D] gemm_in: normalised input of q/k/v or ffn0 */
+    au_tensor q, k, v; /* [N, D] act */
+    au_tensor attn;    /* [N, D] gemm_in: attention output, input of o */
+    au_tensor y;       /* [N, D] act: a branch output before it joins x */
+    au_tensor ffn;     /* [N, ffn_dim] gemm_in */
+} dit_scratch;
+
+/* Run expr; on failure prefix the error with what and jump to fail. */
+#define DIT_TRY(expr, ...)                                                                         \
+    do {                                                                                           \
+        int dit_rc_ = (expr);                                                                      \
+        if (dit_rc_ < 0) {                                                                         \
+            au_err_prefix(err, __VA_ARGS__);                                                       \
+            rc = dit_rc_;                                                                          \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+/* ---- configuration ---- */
+
+static const au_tensor *dit_need(const st_set *st, const char *name, int ndim, au_err *err) {
+    const au_tensor *t = st_get(st, name);
+    if (!t) {
+        au_errf(err, AU_ENOTFOUND, "tensor %s: missing", name);
+        return NULL;
+    }
+    if (t->ndim != ndim) {
+        char buf[96];
+        au_errf(err, AU_EFORMAT, "tensor %s: expected %d dims, found %s", name, ndim,
+                au_shape_str(t, buf, sizeof buf));
+        return NULL;
+    }
+    return t;
+}
+
+int dit_config_infer(const st_set *st, dit_config *cfg, au_err *err) {
+    memset(cfg, 0, sizeof *cfg);
+    const au_tensor *pe = dit_need(st, "patch_embedding.weight", 5, err);
+    const au_tensor *te = pe ? dit_need(st, "text_embedding.0.weight", 2, err) : NULL;
+    const au_tensor *tm = te ? dit_need(st, "time_embedding.0.weight", 2, err) : NULL;
+    const au_tensor *ff = tm ? dit_need(st, "blocks.0.ffn.0.weight", 2, err) : NULL;
+    const au_tensor *hh = ff ? dit_need(st, "head.head.weight", 2, err) : NULL;
+    if (!hh)
+        return au_err_prefix(err, "dit config");
+    cfg->dim = (int)pe->shape[0];
+    cfg->in_dim = (int)pe->shape[1];
+    for (int i = 0; i < 3; i++)
+        cfg->patch[i] = (int)pe->shape[2 + i];
+    cfg->text_dim = (int)te->shape[1];
+    cfg->freq_dim = (int)tm->shape[1];
+    cfg->ffn_dim = (int)ff->shape[0];
+    int patch_vol = cfg->patch[0] * cfg->patch[1] * cfg->patch[2];
+    if (patch_vol <= 0 || hh->shape[0] % patch_vol != 0)
+        return au_errf(err, AU_EFORMAT, "dit config: head.head.weight rows %lld not a multiple of patch volume %d",
+                       (long long)hh->shape[0], patch_vol);
+    cfg->out_dim = (int)(hh->shape[0] / patch_vol);
+    char name[64];
+    for (;;) {
+        snprintf(name, sizeof name, "blocks.%d.modulation", cfg->num_layers);
+        if (!st_get(st, name))
+            break;
+        cfg->num_layers++;
+    }
+    if (cfg->dim % DIT_HEAD_DIM != 0)
+        return au_errf(err, AU_EUNSUPPORTED,
+                       "dit config: dim %d is not a multiple of the head size %d; give num_heads explicitly",
+                       cfg->dim, DIT_HEAD_DIM);
+    cfg->num_heads = cfg->dim / DIT_HEAD_DIM;
+    cfg->text_len = DIT_TEXT_LEN;
+    cfg->eps = DIT_EPS;
+    return 0;
+}
+
+static int dit_config_check(const dit_config *c, au_err *err) {
+    if (c->dim <= 0 || c->ffn_dim <= 0 || c->freq_dim <= 0 || c->freq_dim % 2 != 0 || c->num_heads <= 0 ||
+        c->num_layers <= 0 || c->in_dim <= 0 || c->out_dim <= 0 || c->text_len <= 0 || c->text_dim <= 0 ||
+        c->patch[0] <= 0 || c->patch[1] <= 0 || c->patch[2] <= 0 || !(c->eps > 0.0f))
+        return au_errf(err, AU_EINVAL, "dit config: every size must be positive (freq_dim even), eps > 0");
+    if (c->dim % c->num_heads != 0 || (c->dim / c->num_heads) % 2 != 0)
+        return au_errf(err, AU_EINVAL, "dit config: dim %d / num_heads %d must be an even integer", c->dim,
+                       c->num_heads);
+    return 0;
+}
+
+/* ---- loading ---- */
+
+#define DIT_SPECS_GLOBAL 15
+#define DIT_SPECS_PER_BLOCK 25
+
+static int dit_add(au_weight_spec *specs, int *n, int cap, au_tensor *dst, au_weight_kind kind, int ndim,
+                   const int64_t *shape, const char *name, au_err *err) {
+    if (!weights_add(specs, n, cap, dst, kind, ndim, shape, "%s", name))
+        return au_errf(err, AU_EINTERNAL, "dit: weight table full at %s", name);
+    return 0;
+}
+
+static int dit_add_linear(au_weight_spec *specs, int *n, int cap, dit_linear *l, au_weight_kind kind,
+                          int64_t out_f, int64_t in_f, const char *prefix, au_err *err) {
+    char name[128];
+    int64_t ws[2] = {out_f, in_f}, bs[1] = {out_f};
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    int rc = dit_add(specs, n, cap, &l->w, kind, 2, ws, name, err);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    return rc < 0 ? rc : dit_add(specs, n, cap, &l->b, AU_W_VECTOR, 1, bs, name, err);
+}
+
+/* The tensor table: every weight of the model, its file shape and how it is stored. */
+static int dit_specs_build(wan_dit *d, au_weight_spec *specs, int cap, int *n, au_err *err) {
+    const dit_config *c = &d->cfg;
+    const int64_t D = c->dim, pv = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
+    const int64_t pe_shape[5] = {D, c->in_dim, c->patch[0], c->patch[1], c->patch[2]};
+    const int64_t vec[1] = {D}, mod6[3] = {1, 6, D}, mod2[3] = {1, 2, D}, pe_bias[1] = {D};
+    int rc = 0;
+    *n = 0;
+    AU_TRY(dit_add(specs, n, cap, &d->patch.w, AU_W_MATRIX, 5, pe_shape, "patch_embedding.weight", err));
+    AU_TRY(dit_add(specs, n, cap, &d->patch.b, AU_W_VECTOR, 1, pe_bias, "patch_embedding.bias", err));
+    AU_TRY(dit_add_linear(specs, n, cap, &d->text0, AU_W_MATRIX, D, c->text_dim, "text_embedding.0", err));
+    AU_TRY(dit_add_linear(specs, n, cap, &d->text2, AU_W_MATRIX, D, D, "text_embedding.2", err));
+    AU_TRY(dit_add_linear(specs, n, cap, &d->time0, AU_W_F32, D, c->freq_dim, "time_embedding.0", err));
+    AU_TRY(dit_add_linear(specs, n, cap, &d->time2, AU_W_F32, D, D, "time_embedding.2", err));
+    AU_TRY(dit_add_linear(specs, n, cap, &d->tproj, AU_W_F32, 6 * D, D, "time_projection.1", err));
+    for (int i = 0; i < c->num_layers; i++) {
+        dit_block *b = &d->blocks[i];
+        char p[96], name[128];
+        static const char *const attn_name[2] = {"self_attn", "cross_attn"};
+        for (int a = 0; a < 2; a++) {
+            dit_linear *l[4] = {a ? &b->ca_q : &b->sa_q, a ? &b->ca_k : &b->sa_k, a ? &b->ca_v : &b->sa_v,
+                                a ? &b->ca_o : &b->sa_o};
+            static const char *const proj[4] = {"q", "k", "v", "o"};
+            for (int j = 0; j < 4; j++) {
+                snprintf(p, sizeof p, "blocks.%d.%s.%s", i, attn_name[a], proj[j]);
+                AU_TRY(dit_add_linear(specs, n, cap, l[j], AU_W_MATRIX, D, D, p, err));
+            }
+            snprintf(name, sizeof name, "blocks.%d.%s.norm_q.weight", i, attn_name[a]);
+            AU_TRY(dit_add(specs, n, cap, a ? &b->ca_norm_q : &b->sa_norm_q, AU_W_VECTOR, 1, vec, name, err));
+            snprintf(name, sizeof name, "blocks.%d.%s.norm_k.weight", i, attn_name[a]);
+            AU_TRY(dit_add(specs, n, cap, a ? &b->ca_norm_k : &b->sa_norm_k, AU_W_VECTOR, 1, vec, name, err));
+        }
+        snprintf(name, sizeof name, "blocks.%d.norm3.weight", i);
+        AU_TRY(dit_add(specs, n, cap, &b->norm3_w, AU_W_VECTOR, 1, vec, name, err));
+        snprintf(name, sizeof name, "blocks.%d.norm3.bias", i);
+        AU_TRY(dit_add(specs, n, cap, &b->norm3_b, AU_W_VECTOR, 1, vec, name, err));
+        snprintf(p, sizeof p, "blocks.%d.ffn.0", i);
+        AU_TRY(dit_add_linear(specs, n, cap, &b->ffn0, AU_W_MATRIX, c->ffn_dim, D, p, err));
+        snprintf(p, sizeof p, "blocks.%d.ffn.2", i);
+        AU_TRY(dit_add_linear(specs, n, cap, &b->ffn2, AU_W_MATRIX, D, c->ffn_dim, p, err));
+        snprintf(name, sizeof name, "blocks.%d.modulation", i);
+        AU_TRY(dit_add(specs, n, cap, &b->modulation, AU_W_VECTOR, 3, mod6, name, err));
+    }
+    AU_TRY(dit_add_linear(specs, n, cap, &d->head, AU_W_F32, c->out_dim * pv, D, "head.head", err));
+    AU_TRY(dit_add(specs, n, cap, &d->head_mod, AU_W_VECTOR, 3, mod2, "head.modulation", err));
+fail:
+    return rc;
+}
+
+/* Drop the leading 1 of a [1, r, D] modulation table, or flatten a conv weight to [out, rest]. */
+static int dit_view_2d(au_tensor *t, const char *name, au_err *err) {
+    int64_t rest = au_numel(t) / t->shape[0];
+    int64_t shape[2] = {t->shape[0], rest};
+    if (t->ndim == 3 && t->shape[0] == 1) {
+        shape[0] = t->shape[1];
+        shape[1] = t->shape[2];
+    }
+    au_tensor v;
+    if (au_reshape(t, 2, shape, &v) < 0)
+        return au_errf(err, AU_EINTERNAL, "tensor %s: cannot view as 2-D", name);
+    *t = v;
+    return 0;
+}
+
+int dit_load(wan_dit **out, au_backend *be, const st_set *st, const dit_config *cfg, au_err *err) {
+    *out = NULL;
+    int rc = dit_config_check(cfg, err);
+    if (rc < 0)
+        return rc;
+    wan_dit *d = calloc(1, sizeof *d);
+    au_weight_spec *specs = NULL;
+    if (!d)
+        return au_errf(err, AU_ENOMEM, "dit: model struct");
+    d->be = be;
+    d->cfg = *cfg;
+    d->st = st;
+    d->blocks = calloc((size_t)cfg->num_layers, sizeof *d->blocks);
+    d->host_sinusoid = malloc((size_t)cfg->freq_dim * sizeof(float));
+    int cap = DIT_SPECS_GLOBAL + DIT_SPECS_PER_BLOCK * cfg->num_layers, n = 0;
+    specs = calloc((size_t)cap, sizeof *specs);
+    if (!d->blocks || !d->host_sinusoid || !specs) {
+        rc = au_errf(err, AU_ENOMEM, "dit: weight table for %d layers", cfg->num_layers);
+        goto fail;
+    }
+    AU_TRY(dit_specs_build(d, specs, cap, &n, err));
+    AU_TRY(weights_check(st, specs, n, err));
+    size_t bytes = weights_bytes(be, st, specs, n);
+    d->weights = be_arena_create(be, bytes);
+    if (!d->weights) {
+        rc = au_errf(err, AU_ENOMEM, "dit: weight arena of %zu bytes", bytes);
+        goto fail;
+    }
+    AU_TRY(weights_load(be, d->weights, st, specs, n, err));
+    AU_TRY(dit_view_2d(&d->patch.w, "patch_embedding.weight", err));
+    AU_TRY(dit_view_2d(&d->head_mod, "head.modulation", err));
+    for (int i = 0; i < cfg->num_layers; i++)
+        AU_TRY(dit_view_2d(&d->blocks[i].modulation, "blocks.N.modulation", err));
+    free(specs);
+    *out = d;
+    return 0;
+fail:
+    free(specs);
+    dit_free(d);
+    return au_err_prefix(err, "dit load");
+}
+
+void dit_free(wan_dit *d) {
+    if (!d)
+        return;
+    if (d->rope_arena)
+        be_arena_destroy(d->rope_arena);
+    if (d->weights)
+        be_arena_destroy(d->weights);
+    free(d->host_sinusoid);
+    free(d->blocks);
+    free(d);
+}
+
+const dit_config *dit_get_config(const wan_dit *d) { return &d->cfg; }
+
+/* ---- helpers ---- */
+
+/* Row r of a 2-D float32 tensor as a 1-D [cols] vector (no copy). */
+static au_tensor dit_row(const au_tensor *t, int64_t r) {
+    int64_t cols = t->shape[t->ndim - 1];
+    return au_tensor_make(t->dtype, (char *)t->data + (size_t)(r * cols) * au_dtype_size(t->dtype), 1, &cols);
+}
+
+static int dit_tensor2(au_arena *a, au_dtype dt, int64_t rows, int64_t cols, au_tensor *t, au_err *err) {
+    const int64_t shape[2] = {rows, cols};
+    return be_arena_tensor(a, dt, 2, shape, t, err);
+}
+
+void dit_time_sinusoid(float *emb, int dim, double t) {
+    int half = dim / 2;
+    for (int i = 0; i < half; i++) {
+        double arg = t * pow(10000.0, -((double)i / (double)half));
+        emb[i] = (float)cos(arg);
+        emb[half + i] = (float)sin(arg);
+    }
+}
+
+/* ---- text conditioning ---- */
+
+int dit_prepare_text(wan_dit *d, au_arena *arena, const au_tensor *context, dit_text **out, au_err *err) {
+    *out = NULL;
+    au_backend *be = d->be;
+    const dit_config *c = &d->cfg;
+    if (context->ndim != 2 || context->shape[0] > c->text_len || context->shape[1] != c->text_dim) {
+        char buf[96];
+        return au_errf(err, AU_EINVAL, "dit text: context %s, expected [L <= %d, %d]",
+                       au_shape_str(context, buf, sizeof buf), c->text_len, c->text_dim);
+    }
+    dit_text *t = calloc(1, sizeof *t + 2 * (size_t)c->num_layers * sizeof(au_tensor));
+    if (!t)
+        return au_errf(err, AU_ENOMEM, "dit text: handle");
+    t->owner = d;
+    t->arena = arena;
+    t->n_layers = c->num_layers;
+    int rc = 0;
+    au_tensor padded, hidden, text;
+    /* padded: [text_len, text_dim] gemm_in, the real rows then zeros. */
+    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, c->text_len, c->text_dim, &padded, err), "dit text");
+    DIT_TRY(be_fill(be, &padded, 0.0f, err), "dit text: pad");
+    if (context->shape[0] > 0) {
+        au_tensor rows = au_view_rows(&padded, 0, context->shape[0]);
+        DIT_TRY(be_copy(be, &rows, context, err), "dit text: copy context");
+    }
+    /* text = W2 GELU_tanh(W0 padded): [text_len, D], feeds only the K/V linears. */
+    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, c->text_len, c->dim, &hidden, err), "dit text");
+    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, c->text_len, c->dim, &text, err), "dit text");
+    DIT_TRY(be_linear(be, &hidden, &padded, &d->text0.w, &d->text0.b, AU_ACT_GELU_TANH, err),
+            "dit text: text_embedding.0");
+    DIT_TRY(be_linear(be, &text, &hidden, &d->text2.w, &d->text2.b, AU_ACT_NONE, err), "dit text: text_embedding.2");
+    for (int i = 0; i < c->num_layers; i++) {
+        const dit_block *b = &d->blocks[i];
+        au_tensor *k = &t->kv[2 * i], *v = &t->kv[2 * i + 1];
+        DIT_TRY(dit_tensor2(arena, be->act_dtype, c->text_len, c->dim, k, err), "dit text: block %d", i);
+        DIT_TRY(dit_tensor2(arena, be->act_dtype, c->text_len, c->dim, v, err), "dit text: block %d", i);
+        DIT_TRY(be_linear(be, k, &text, &b->ca_k.w, &b->ca_k.b, AU_ACT_NONE, err), "dit text: block %d cross_attn.k", i);
+        DIT_TRY(be_rmsnorm(be, k, k, &b->ca_norm_k, c->eps, err), "dit text: block %d cross_attn.norm_k", i);
+        DIT_TRY(be_linear(be, v, &text, &b->ca_v.w, &b->ca_v.b, AU_ACT_NONE, err), "dit text: block %d cross_attn.v", i);
+    }
+    *out = t;
+    return 0;
+fail:
+    free(t);
+    return rc;
+}
+
+void dit_text_free(dit_text *text) { free(text); }
+
+/* ---- forward ---- */
+
+/* Make d->rope hold the table of grid (f, h, w); rebuilt only when the grid changes. */
+static int dit_rope_ensure(wan_dit *d, const int grid[3], au_err *err) {
+    if (d->rope.data && memcmp(d->rope_grid, grid, sizeof d->rope_grid) == 0)
+        return 0;
+    const int head_dim = d->cfg.dim / d->cfg.num_heads;
+    const int64_t n_tok = (int64_t)grid[0] * grid[1] * grid[2];
+    const int64_t shape[3] = {n_tok, head_dim / 2, 2};
+    size_t bytes = (size_t)n_tok * (size_t)head_dim * sizeof(float);
+    int rc = 0;
+    float *host = malloc(bytes);
+    if (!host)
+        return au_errf(err, AU_ENOMEM, "dit rope: %zu host bytes", bytes);
+    d->rope.data = NULL;
+    if (!d->rope_arena && !(d->rope_arena = be_arena_create(d->be, bytes))) {
+        rc = au_errf(err, AU_ENOMEM, "dit rope: arena of %zu bytes", bytes);
+        goto fail;
+    }
+    be_arena_reset(d->rope_arena);
+    AU_TRY(rope_wan_table(host, grid[0], grid[1], grid[2], head_dim, DIT_ROPE_THETA, err));
+    AU_TRY(be_arena_tensor(d->rope_arena, AU_F32, 3, shape, &d->rope, err));
+    rc = be_upload(d->be, &d->rope, host, err);
+    if (rc < 0)
+        d->rope.data = NULL;
+    else
+        memcpy(d->rope_grid, grid, sizeof d->rope_grid);
+fail:
+    free(host);
+    return rc < 0 ? au_err_prefix(err, "dit rope") : 0;
+}
+
+/* e [1, D] and e0 [6, D], float32, from timestep t. */
+static int dit_time_embed(wan_dit *d, au_arena *act, float t, au_tensor *e, au_tensor *e0, au_err *err) {
+    au_backend *be = d->be;
+    const dit_config *c = &d->cfg;
+    au_tensor sinus, hidden, e_silu, e0_flat;
+    int rc = 0;
+    dit_time_sinusoid(d->host_sinusoid, c->freq_dim, (double)t);
+    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->freq_dim, &sinus, err), "time");
+    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->dim, &hidden, err), "time");
+    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->dim, e, err), "time");
+    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->dim, &e_silu, err), "time");
+    DIT_TRY(dit_tensor2(act, AU_F32, 1, 6 * (int64_t)c->dim, &e0_flat, err), "time");
+    DIT_TRY(be_upload(be, &sinus, d->host_sinusoid, err), "time: upload sinusoid");
+    DIT_TRY(be_linear(be, &hidden, &sinus, &d->time0.w, &d->time0.b, AU_ACT_SILU, err), "time_embedding.0");
+    DIT_TRY(be_linear(be, e, &hidden, &d->time2.w, &d->time2.b, AU_ACT_NONE, err), "time_embedding.2");
+    DIT_TRY(be_activate(be, &e_silu, e, AU_ACT_SILU, err), "time_projection.0");
+    DIT_TRY(be_linear(be, &e0_flat, &e_silu, &d->tproj.w, &d->tproj.b, AU_ACT_NONE, err), "time_projection.1");
+    const int64_t shape6[2] = {6, c->dim};
+    if (au_reshape(&e0_flat, 2, shape6, e0) < 0)
+        rc = au_errf(err, AU_EINTERNAL, "time: e0 view");
+fail:
+    return rc;
+}
+
+static int dit_scratch_alloc(const wan_dit *d, au_arena *act, int64_t n_tok, dit_scratch *s, au_err *err) {
+    const au_backend *be = d->be;
+    const int64_t D = d->cfg.dim;
+    int rc = 0;
+    AU_TRY(dit_tensor2(act, AU_F32, n_tok, D, &s->x, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 6, D, &s->mod, err));
+    AU_TRY(dit_tensor2(act, be->gemm_in_dtype, n_tok, D, &s->h, err));
+    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->q, err));
+    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->k, err));
+    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->v, err));
+    AU_TRY(dit_tensor2(act, be->gemm_in_dtype, n_tok, D, &s->attn, err));
+    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->y, err));
+    AU_TRY(dit_tensor2(act, be->gemm_in_dtype, n_tok, d->cfg.ffn_dim, &s->ffn, err));
+fail:
+    return rc < 0 ? au_err_prefix(err, "activations for %lld tokens", (long long)n_tok) : 0;
+}
+
+/* x = Linear_patch(patchify(latent)), into the float32 residual s->x. */
+static int dit_patch_embed(wan_dit *d, au_arena *act, const au_tensor *latent, dit_scratch *s, au_err *err) {
+    au_backend *be = d->be;
+    const dit_config *c = &d->cfg;
+    au_tensor patches;
+    int rc = 0;
+    int64_t cols = (int64_t)c->in_dim * c->patch[0] * c->patch[1] * c->patch[2];
+    DIT_TRY(dit_tensor2(act, be->gemm_in_dtype, s->x.shape[0], cols, &patches, err), "patch_embedding");
+    DIT_TRY(be_patchify(be, &patches, latent, c->patch[0], c->patch[1], c->patch[2], err), "patchify");
+    DIT_TRY(be_linear(be, &s->y, &patches, &d->patch.w, &d->patch.b, AU_ACT_NONE, err), "patch_embedding");
+    DIT_TRY(be_copy(be, &s->x, &s->y, err), "patch_embedding: to residual");
+fail:
+    return rc;
+}
+
+static int dit_block_forward(wan_dit *d, const dit_block *b, dit_scratch *s, const au_tensor *e0,
+                             const au_tensor *text_k, const au_tensor *text_v, au_err *err) {
+    au_backend *be = d->be;
+    const dit_config *c = &d->cfg;
+    const int heads = c->num_heads;
+    const float scale = 1.0f / sqrtf((float)(c->dim / heads));
+    const float eps = c->eps;
+    int rc = 0;
+    au_tensor m[6];
+
+    DIT_TRY(be_add(be, &s->mod, &b->modulation, e0, err), "modulation");
+    for (int j = 0; j < 6; j++)
+        m[j] = dit_row(&s->mod, j);
+
+    /* self-attention on LN(x)(1 + m1) + m0 */
+    DIT_TRY(be_layernorm(be, &s->h, &s->x, NULL, NULL, &m[0], &m[1], eps, err), "norm1");
+    DIT_TRY(be_linear(be, &s->q, &s->h, &b->sa_q.w, &b->sa_q.b, AU_ACT_NONE, err), "self_attn.q");
+    DIT_TRY(be_rmsnorm(be, &s->q, &s->q, &b->sa_norm_q, eps, err), "self_attn.norm_q");
+    DIT_TRY(be_rope(be, &s->q, &d->rope, heads, err), "self_attn rope q");
+    DIT_TRY(be_linear(be, &s->k, &s->h, &b->sa_k.w, &b->sa_k.b, AU_ACT_NONE, err), "self_attn.k");
+    DIT_TRY(be_rmsnorm(be, &s->k, &s->k, &b->sa_norm_k, eps, err), "self_attn.norm_k");
+    DIT_TRY(be_rope(be, &s->k, &d->rope, heads, err), "self_attn rope k");
+    DIT_TRY(be_linear(be, &s->v, &s->h, &b->sa_v.w, &b->sa_v.b, AU_ACT_NONE, err), "self_attn.v");
+    DIT_TRY(be_attention(be, &s->attn, &s->q, &s->k, &s->v, heads, scale, NULL, err), "self_attn");
+    DIT_TRY(be_linear(be, &s->y, &s->attn, &b->sa_o.w, &b->sa_o.b, AU_ACT_NONE, err), "self_attn.o");
+    DIT_TRY(be_add_gated(be, &s->x, &s->y, &m[2], err), "self_attn residual");
+
+    /* cross-attention: queries from norm3(x), keys/values precomputed from the text */
+    DIT_TRY(be_layernorm(be, &s->h, &s->x, &b->norm3_w, &b->norm3_b, NULL, NULL, eps, err), "norm3");
+    DIT_TRY(be_linear(be, &s->q, &s->h, &b->ca_q.w, &b->ca_q.b, AU_ACT_NONE, err), "cross_attn.q");
+    DIT_TRY(be_rmsnorm(be, &s->q, &s->q, &b->ca_norm_q, eps, err), "cross_attn.norm_q");
+    DIT_TRY(be_attention(be, &s->attn, &s->q, text_k, text_v, heads, scale, NULL, err), "cross_attn");
+    DIT_TRY(be_linear(be, &s->y, &s->attn, &b->ca_o.w, &b->ca_o.b, AU_ACT_NONE, err), "cross_attn.o");
+    DIT_TRY(be_add_gated(be, &s->x, &s->y, NULL, err), "cross_attn residual");
+
+    /* FFN on LN(x)(1 + m4) + m3 */
+    DIT_TRY(be_layernorm(be, &s->h, &s->x, NULL, NULL, &m[3], &m[4], eps, err), "norm2");
+    DIT_TRY(be_linear(be, &s->ffn, &s->h, &b->ffn0.w, &b->ffn0.b, AU_ACT_GELU_TANH, err), "ffn.0");
+    DIT_TRY(be_linear(be, &s->y, &s->ffn, &b->ffn2.w, &b->ffn2.b, AU_ACT_NONE, err), "ffn.2");
+    DIT_TRY(be_add_gated(be, &s->x, &s->y, &m[5], err), "ffn residual");
+fail:
+    return rc;
+}
+
+/* out = unpatchify(W_head (LN(x)(1 + n1) + n0)), n = head.modulation + e, all float32. */
+static int dit_head_forward(wan_dit *d, au_arena *act, dit_scratch *s, const au_tensor *e, au_tensor *out,
+                            au_err *err) {
+    au_backend *be = d->be;
+    const dit_config *c = &d->cfg;
+    const int64_t n_tok = s->x.shape[0];
+    au_tensor mod, normed, tokens;
+    int rc = 0;
+    DIT_TRY(dit_tensor2(act, AU_F32, 2, c->dim, &mod, err), "head");
+    DIT_TRY(dit_tensor2(act, AU_F32, n_tok, c->dim, &normed, err), "head");
+    DIT_TRY(dit_tensor2(act, AU_F32, n_tok, d->head.w.shape[0], &tokens, err), "head");
+    au_tensor e_vec = dit_row(e, 0);
+    DIT_TRY(be_add(be, &mod, &d->head_mod, &e_vec, err), "head.modulation");
+    au_tensor n0 = dit_row(&mod, 0), n1 = dit_row(&mod, 1);
+    DIT_TRY(be_layernorm(be, &normed, &s->x, NULL, NULL, &n0, &n1, c->eps, err), "head.norm");
+    DIT_TRY(be_linear(be, &tokens, &normed, &d->head.w, &d->head.b, AU_ACT_NONE, err), "head.head");
+    DIT_TRY(be_unpatchify(be, out, &tokens, c->patch[0], c->patch[1], c->patch[2], err), "unpatchify");
+fail:
+    return rc;
+}
+
+static int dit_check_io(const wan_dit *d, const au_arena *act, const au_tensor *x, const dit_text *text,
+                        const au_tensor *out, au_err *err) {
+    const dit_config *c = &d->cfg;
+    char bx[96], bo[96];
+    if (x->dtype != AU_F32 || x->ndim != 4 || x->shape[0] != c->in_dim)
+        return au_errf(err, AU_EINVAL, "dit: x %s, expected [%d, F, H, W] f32", au_shape_str(x, bx, sizeof bx),
+                       c->in_dim);
+    for (int i = 0; i < 3; i++)
+        if (x->shape[1 + i] <= 0 || x->shape[1 + i] % c->patch[i] != 0)
+            return au_errf(err, AU_EINVAL, "dit: x %s: F, H, W must be positive multiples of the patch %dx%dx%d",
+                           au_shape_str(x, bx, sizeof bx), c->patch[0], c->patch[1], c->patch[2]);
+    if (out->dtype != AU_F32 || out->ndim != 4 || out->shape[0] != c->out_dim || out->shape[1] != x->shape[1] ||
+        out->shape[2] != x->shape[2] || out->shape[3] != x->shape[3])
+        return au_errf(err, AU_EINVAL, "dit: out %s, expected [%d, %lld, %lld, %lld] f32",
+                       au_shape_str(out, bo, sizeof bo), c->out_dim, (long long)x->shape[1],
+                       (long long)x->shape[2], (long long)x->shape[3]);
+    if (!text || text->owner != d || text->n_layers != c->num_layers)
+        return au_errf(err, AU_EINVAL, "dit: text conditioning was not prepared by this model");
+    if (text->arena == act)
+        return au_errf(err, AU_EINVAL, "dit: text conditioning lives in the activation arena, which forward resets");
+    return 0;
+}
+
+int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text, au_tensor *out,
+                au_err *err) {
+    const dit_config *c = &d->cfg;
+    int rc = dit_check_io(d, act, x, text, out, err);
+    if (rc < 0)
+        return rc;
+    const int grid[3] = {(int)(x->shape[1] / c->patch[0]), (int)(x->shape[2] / c->patch[1]),
+                         (int)(x->shape[3] / c->patch[2])};
+    const int64_t n_tok = (int64_t)grid[0] * grid[1] * grid[2];
+    dit_scratch s;
+    au_tensor e, e0;
+    be_arena_reset(act);
+    AU_TRY(dit_rope_ensure(d, grid, err));
+    AU_TRY(dit_time_embed(d, act, t, &e, &e0, err));
+    AU_TRY(dit_scratch_alloc(d, act, n_tok, &s, err));
+    AU_TRY(dit_patch_embed(d, act, x, &s, err));
+    for (int i = 0; i < c->num_layers; i++) {
+        rc = dit_block_forward(d, &d->blocks[i], &s, &e0, &text->kv[2 * i], &text->kv[2 * i + 1], err);
+        if (rc < 0) {
+            au_err_prefix(err, "block %d", i);
+            goto fail;
+        }
+    }
+    AU_TRY(dit_head_forward(d, act, &s, &e, out, err));
+    return 0;
+fail:
+    return au_err_prefix(err, "dit forward");
+}
