@@ -390,10 +390,11 @@ int umt5_encode(umt5 *m, au_arena *act, const int32_t *ids, int n_tokens, au_ten
     int n = n_tokens, rc = 0;
     if (n <= 0)
         return au_errf(err, AU_EINVAL, "umt5: n_tokens %d must be positive", n);
-    if (out->dtype != AU_F32 || out->ndim != 2 || out->shape[0] != n || out->shape[1] != c->dim) {
+    if ((out->dtype != AU_F32 && out->dtype != m->be->act_dtype) || out->ndim != 2 || out->shape[0] != n ||
+        out->shape[1] != c->dim) {
         char buf[64];
-        return au_errf(err, AU_EINVAL, "umt5: output must be [%d,%d] f32, got %s", n, c->dim,
-                       au_shape_str(out, buf, sizeof buf));
+        return au_errf(err, AU_EINVAL, "umt5: output must be [%d,%d] f32 or %s, got %s", n, c->dim,
+                       au_dtype_name(m->be->act_dtype), au_shape_str(out, buf, sizeof buf));
     }
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= c->vocab)

@@ -41,8 +41,8 @@ int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *c
 void umt5_free(umt5 *m);
 const umt5_config *umt5_get_config(const umt5 *m);
 
-/* ids: host int32 [n_tokens], each in [0, vocab). out: float32 [n_tokens, dim] in backend
- * memory, allocated by the caller. Activations come from act, which is reset first: a
+/* ids: host int32 [n_tokens], each in [0, vocab). out: [n_tokens, dim] float32 (or the
+ * backend's act_dtype) in backend memory, allocated by the caller, not from act. Activations come from act, which is reset first: a
  * second call with the same n_tokens allocates nothing. */
 int umt5_encode(umt5 *m, au_arena *act, const int32_t *ids, int n_tokens, au_tensor *out, au_err *err);
 

@@ -1,0 +1,168 @@
+// deps: au_umt5 au_cpu au_io au_core
+/* test_umt5.c - UMT5 encoder on the CPU backend against the PyTorch golden.
+ *
+ * tests/golden/umt5/: config.json (hyper-parameters, HF or official key names),
+ * weights.safetensors (HF T5 names), io.safetensors (`ids` int32 [L], `context` f32
+ * [L, dim] from the reference). The config inferred from the weight shapes must agree
+ * with config.json, and max|out - context| / max|context| must stay below 1e-4.
+ * Exits 77 ("skipped: golden missing") when the golden files are absent.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "safetensors.h"
+#include "umt5.h"
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* The first of the keys present in cfg as a number; returns 0 if none is. */
+static int json_number(json_t *cfg, const char *const *keys, double *out) {
+    for (int i = 0; keys[i]; i++) {
+        json_t *v = json_object_get(cfg, keys[i]);
+        if (v && json_is_number(v)) {
+            *out = json_number_value(v);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Check that config.json agrees with the inferred config wherever it states a value. */
+static void check_config(json_t *j, const umt5_config *c) {
+    static const char *const vocab[] = {"vocab_size", "vocab", NULL};
+    static const char *const dim[] = {"d_model", "dim", NULL};
+    static const char *const dkv[] = {"d_kv", NULL};
+    static const char *const heads[] = {"num_heads", NULL};
+    static const char *const ffn[] = {"d_ff", "dim_ffn", "ffn_dim", NULL};
+    static const char *const layers[] = {"num_layers", "encoder_layers", NULL};
+    static const char *const buckets[] = {"relative_attention_num_buckets", "num_buckets", NULL};
+    static const char *const maxdist[] = {"relative_attention_max_distance", "max_distance", NULL};
+    static const char *const eps[] = {"layer_norm_epsilon", "eps", NULL};
+    struct {
+        const char *const *keys;
+        double inferred;
+        int required;
+    } rows[] = {
+        {vocab, c->vocab, 0},     {dim, c->dim, 1},         {dkv, c->d_kv, 0},
+        {heads, c->num_heads, 1}, {ffn, c->ffn_dim, 1},     {layers, c->num_layers, 1},
+        {buckets, c->num_buckets, 0}, {maxdist, c->max_distance, 0}, {eps, c->eps, 0},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        double v;
+        if (!json_number(j, rows[i].keys, &v)) {
+            CHECK(!rows[i].required, "config.json lacks %s", rows[i].keys[0]);
+            continue;
+        }
+        CHECK(fabs(v - rows[i].inferred) <= 1e-6 * fabs(v), "config.json %s = %g, inferred from shapes %g",
+              rows[i].keys[0], v, rows[i].inferred);
+    }
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(void) {
+    const char *src = getenv("AUTEUR_SOURCE_DIR");
+    char dir[512], cfg_path[600], w_path[600], io_path[600];
+    snprintf(dir, sizeof dir, "%s/tests/golden/umt5", src ? src : ".");
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    snprintf(w_path, sizeof w_path, "%s/weights.safetensors", dir);
+    snprintf(io_path, sizeof io_path, "%s/io.safetensors", dir);
+    if (access(cfg_path, R_OK) || access(w_path, R_OK) || access(io_path, R_OK)) {
+        printf("skipped: golden missing (%s)\n", dir);
+        return 77;
+    }
+
+    au_err err = {0};
+    json_error_t jerr;
+    json_t *jcfg = json_load_file(cfg_path, 0, &jerr);
+    CHECK(jcfg && json_is_object(jcfg), "%s: %s", cfg_path, jerr.text);
+    st_set *st = NULL, *io = NULL;
+    CHECK(st_open(&st, w_path, &err) == 0, "%s", err.msg);
+    CHECK(st_open(&io, io_path, &err) == 0, "%s", err.msg);
+
+    umt5_config cfg;
+    CHECK(umt5_config_infer(st, &cfg, &err) == 0, "%s", err.msg);
+    check_config(jcfg, &cfg);
+    printf("config: vocab %d dim %d d_kv %d heads %d ffn %d layers %d buckets %d\n", cfg.vocab, cfg.dim,
+           cfg.d_kv, cfg.num_heads, cfg.ffn_dim, cfg.num_layers, cfg.num_buckets);
+
+    const au_tensor *ids_t = st_get(io, "ids"), *ctx_t = st_get(io, "context");
+    CHECK(ids_t && ctx_t, "io.safetensors needs ids and context");
+    CHECK(ids_t->dtype == AU_I32 && ids_t->ndim == 1, "ids must be int32 [L]");
+    int n = (int)ids_t->shape[0];
+    CHECK(ctx_t->dtype == AU_F32 && ctx_t->ndim == 2 && ctx_t->shape[0] == n && ctx_t->shape[1] == cfg.dim,
+          "context must be f32 [%d, %d]", n, cfg.dim);
+    const float *expect = ctx_t->data;
+
+    au_backend *be = NULL;
+    CHECK(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
+    umt5 *m = NULL;
+    CHECK(umt5_load(&m, be, st, &cfg, &err) == 0, "%s", err.msg);
+    au_arena *act = be_arena_create(be, 1 << 20), *outs = be_arena_create(be, 1 << 20);
+    CHECK(act && outs, "arena");
+    int64_t shape[2] = {n, cfg.dim};
+    au_tensor out;
+    CHECK(be_arena_tensor(outs, AU_F32, 2, shape, &out, &err) == 0, "%s", err.msg);
+
+    double t0 = now_seconds();
+    CHECK(umt5_encode(m, act, ids_t->data, n, &out, &err) == 0, "%s", err.msg);
+    CHECK(be_sync(be, &err) == 0, "%s", err.msg);
+    double seconds = now_seconds() - t0;
+    uint64_t allocs = be_arena_chunk_allocs(act);
+
+    float *got = malloc(sizeof(float) * (size_t)n * cfg.dim);
+    CHECK(got, "out of memory");
+    CHECK(be_download(be, got, &out, &err) == 0, "%s", err.msg);
+    double max_diff = 0, max_ref = 0;
+    int worst = 0;
+    for (int64_t i = 0; i < (int64_t)n * cfg.dim; i++) {
+        double d = fabs((double)got[i] - expect[i]);
+        if (d > max_diff) {
+            max_diff = d;
+            worst = (int)(i / cfg.dim);
+        }
+        max_ref = fmax(max_ref, fabs(expect[i]));
+    }
+    double rel = max_diff / max_ref;
+    printf("umt5 %d tokens: max rel error %.3g (max abs diff %.3g at token %d, max |ref| %.3g), %.3f s\n", n, rel,
+           max_diff, worst, max_ref, seconds);
+    CHECK(rel < 1e-4, "max rel error %g >= 1e-4", rel);
+
+    /* A second identical encode allocates nothing and repeats the result exactly. */
+    float *again = malloc(sizeof(float) * (size_t)n * cfg.dim);
+    CHECK(again, "out of memory");
+    CHECK(umt5_encode(m, act, ids_t->data, n, &out, &err) == 0, "%s", err.msg);
+    CHECK(be_download(be, again, &out, &err) == 0, "%s", err.msg);
+    CHECK(be_arena_chunk_allocs(act) == allocs, "second encode allocated");
+    CHECK(!memcmp(got, again, sizeof(float) * (size_t)n * cfg.dim), "second encode differs");
+
+    free(got);
+    free(again);
+    be_arena_destroy(act);
+    be_arena_destroy(outs);
+    umt5_free(m);
+    be_destroy(be);
+    st_close(io);
+    st_close(st);
+    json_decref(jcfg);
+    printf("ok\n");
+    return 0;
+}
