@@ -25,7 +25,6 @@ import os
 import sys
 
 import torch
-from safetensors.torch import save_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -33,6 +32,7 @@ sys.path.insert(0, HERE)
 import wan_ref  # noqa: E402
 from ref_dit import dit_forward, dit_tensor_shapes  # noqa: E402
 from ref_init import random_weights  # noqa: E402
+from ref_io import save_safetensors  # noqa: E402
 from ref_umt5 import umt5_encode, umt5_tensor_shapes  # noqa: E402
 from ref_vae import vae_decode, vae_encode, vae_tensor_shapes  # noqa: E402
 
@@ -67,8 +67,8 @@ def write_component(name, cfg, weights, io, meta):
     with open(os.path.join(d, "config.json"), "w", encoding="utf-8") as f:
         json.dump(cfg, f, indent=1)
         f.write("\n")
-    save_file(weights, os.path.join(d, "weights.safetensors"), metadata={"generator": "tools/reference/make_goldens.py"})
-    save_file({k: v.contiguous() for k, v in io.items()}, os.path.join(d, "io.safetensors"), metadata=meta)
+    save_safetensors(os.path.join(d, "weights.safetensors"), weights, {"generator": "tools/reference/make_goldens.py"})
+    save_safetensors(os.path.join(d, "io.safetensors"), io, meta)
     sizes = {f: os.path.getsize(os.path.join(d, f)) for f in os.listdir(d)}
     print(f"{name}: " + ", ".join(f"{f} {s / 1024:.0f} KiB" for f, s in sorted(sizes.items())))
 
@@ -144,7 +144,7 @@ def make_pipeline():
                              "frames")}
     io["latents"] = torch.stack(latents)
     meta = {k: str(v) for k, v in p.items()}
-    save_file({k: v.contiguous() for k, v in io.items()}, os.path.join(d, "io.safetensors"), metadata=meta)
+    save_safetensors(os.path.join(d, "io.safetensors"), io, meta)
     v = r["video"]
     print(f"pipeline: {len(r['ids'])} + {len(r['ids_neg'])} tokens, latent std {r['latent'].std():.3f}, "
           f"video mean {v.mean():.3f} std {v.std():.3f}, {100 * (v.abs() >= 1).float().mean():.1f}% clamped, "
