@@ -1,0 +1,20 @@
+# au_find_jansson(): target au::jansson from pkg-config, or from a plain header/library
+# search where pkg-config or the .pc file is missing (the device machines).
+function(au_find_jansson)
+  if(PKG_CONFIG_FOUND)
+    pkg_check_modules(JANSSON QUIET IMPORTED_TARGET GLOBAL jansson)
+  endif()
+  if(TARGET PkgConfig::JANSSON)
+    add_library(au::jansson ALIAS PkgConfig::JANSSON)
+    return()
+  endif()
+  find_path(JANSSON_INCLUDE_DIR jansson.h PATHS ${CMAKE_SOURCE_DIR}/.deps/include)
+  find_library(JANSSON_LIBRARY NAMES jansson libjansson.so.4 PATHS ${CMAKE_SOURCE_DIR}/.deps/lib)
+  if(NOT JANSSON_INCLUDE_DIR OR NOT JANSSON_LIBRARY)
+    message(FATAL_ERROR "jansson not found: install libjansson-dev (tools/deps.sh)")
+  endif()
+  add_library(au_jansson_imported UNKNOWN IMPORTED GLOBAL)
+  set_target_properties(au_jansson_imported PROPERTIES IMPORTED_LOCATION ${JANSSON_LIBRARY}
+                        INTERFACE_INCLUDE_DIRECTORIES ${JANSSON_INCLUDE_DIR})
+  add_library(au::jansson ALIAS au_jansson_imported)
+endfunction()
