@@ -18,13 +18,23 @@ int au_errf(au_err *err, int code, const char *fmt, ...) {
 int au_err_prefix(au_err *err, const char *fmt, ...) {
     if (!err)
         return AU_EINTERNAL;
-    char prefix[256], old[sizeof err->msg];
+    char prefix[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    size_t plen = strlen(prefix) + 2; /* "prefix: " */
+    size_t cap = sizeof err->msg;
+    if (plen >= cap - 1)
+        plen = cap - 2;
+    size_t keep = strnlen(err->msg, cap - 1);
+    if (keep > cap - 1 - plen)
+        keep = cap - 1 - plen;
+    memmove(err->msg + plen, err->msg, keep);
+    err->msg[plen + keep] = '\0';
+    memcpy(err->msg, prefix, plen - 2);
+    err->msg[plen - 2] = ':';
+    err->msg[plen - 1] = ' ';
     return err->code;
 }
 
