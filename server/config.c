@@ -1,0 +1,319 @@
+/* config.c - option tables and the one parser behind every subcommand (config.h).
+ *
+ * Order of precedence: flag > environment variable > default. Repeatable --api-key flags
+ * replace the keys of AUTEUR_API_KEY (a comma-separated list) rather than adding to them.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef AUTEUR_VERSION
+#define AUTEUR_VERSION "dev"
+#endif
+#ifndef AUTEUR_DEFAULT_MODEL_DIR
+#define AUTEUR_DEFAULT_MODEL_DIR "models/tiny-random"
+#endif
+
+typedef enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_LL, OPT_KEYS, OPT_DEVICE } opt_kind;
+
+typedef struct opt {
+    const char *flag;       /* "--port" */
+    const char *short_flag; /* "-o" or NULL */
+    const char *env;        /* "AUTEUR_PORT" or NULL */
+    opt_kind kind;
+    void *target;
+    size_t cap;       /* OPT_STR: buffer size */
+    double min, max;  /* numeric kinds */
+    int *given;       /* set to 1 when a value was supplied (may be NULL) */
+    const char *metavar;
+    const char *help;
+} opt;
+
+typedef struct command {
+    const char *name;    /* "serve" */
+    const char *summary; /* one line */
+    const opt *opts;
+    int n_opts;
+} command;
+
+static int set_string(const opt *o, const char *src, const char *value, au_err *err) {
+    if (strlen(value) >= o->cap)
+        return au_errf(err, CFG_USAGE, "%s: value is longer than %zu bytes", src, o->cap - 1);
+    memcpy(o->target, value, strlen(value) + 1);
+    return 0;
+}
+
+static int add_key(serve_config *c, const char *src, const char *key, size_t len, au_err *err) {
+    if (len == 0)
+        return au_errf(err, CFG_USAGE, "%s: an API key must not be empty", src);
+    if (len >= CFG_KEY_SIZE)
+        return au_errf(err, CFG_USAGE, "%s: an API key is longer than %d bytes", src, CFG_KEY_SIZE - 1);
+    if (c->n_api_keys >= CFG_MAX_KEYS)
+        return au_errf(err, CFG_USAGE, "%s: at most %d API keys", src, CFG_MAX_KEYS);
+    memcpy(c->api_keys[c->n_api_keys], key, len);
+    c->api_keys[c->n_api_keys++][len] = '\0';
+    return 0;
+}
+
+/* Assign one value; src names where it came from ("--port" or "AUTEUR_PORT"). */
+static int set_value(const opt *o, const char *src, const char *value, au_err *err) {
+    char *end;
+    switch (o->kind) {
+    case OPT_STR: return set_string(o, src, value, err);
+    case OPT_INT:
+    case OPT_LL: {
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (!*value || *end || errno == ERANGE || v < o->min || v > o->max)
+            return au_errf(err, CFG_USAGE, "%s: expected an integer from %.0f to %.0f, got \"%s\"", src, o->min, o->max,
+                           value);
+        if (o->kind == OPT_INT)
+            *(int *)o->target = (int)v;
+        else
+            *(long long *)o->target = v;
+        return 0;
+    }
+    case OPT_DOUBLE: {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (!*value || *end || errno == ERANGE || !isfinite(v) || v < o->min || v > o->max)
+            return au_errf(err, CFG_USAGE, "%s: expected a number from %g to %g, got \"%s\"", src, o->min, o->max,
+                           value);
+        *(double *)o->target = v;
+        return 0;
+    }
+    case OPT_KEYS: { /* comma-separated */
+        serve_config *c = o->target;
+        for (const char *p = value;;) {
+            const char *comma = strchr(p, ',');
+            size_t len = comma ? (size_t)(comma - p) : strlen(p);
+            int rc = add_key(c, src, p, len, err);
+            if (rc)
+                return rc;
+            if (!comma)
+                return 0;
+            p = comma + 1;
+        }
+    }
+    case OPT_DEVICE: {
+        static const char *const names[] = {"auto", "cpu", "cuda"};
+        static const au_device devs[] = {AU_DEVICE_AUTO, AU_DEVICE_CPU, AU_DEVICE_CUDA};
+        for (int i = 0; i < 3; i++)
+            if (strcmp(value, names[i]) == 0) {
+                *(au_device *)o->target = devs[i];
+                return 0;
+            }
+        return au_errf(err, CFG_USAGE, "%s: expected auto, cpu or cuda, got \"%s\"", src, value);
+    }
+    }
+    return au_errf(err, CFG_USAGE, "%s: unknown option kind", src);
+}
+
+static void print_help(FILE *f, const command *cmd) {
+    fprintf(f, "usage: auteur %s [options]\n\n%s\n\noptions:\n", cmd->name, cmd->summary);
+    for (int i = 0; i < cmd->n_opts; i++) {
+        const opt *o = &cmd->opts[i];
+        char left[64];
+        snprintf(left, sizeof left, "%s%s%s %s", o->short_flag ? o->short_flag : "", o->short_flag ? ", " : "", o->flag,
+                 o->metavar);
+        fprintf(f, "  %-30s %s", left, o->help);
+        if (o->env)
+            fprintf(f, " [env %s]", o->env);
+        fputc('\n', f);
+    }
+    fprintf(f, "  %-30s %s\n  %-30s %s\n", "-h, --help", "show this help", "--version", "print the version");
+}
+
+static int parse(const command *cmd, int argc, char **argv, au_err *err) {
+    int rc;
+    for (int i = 0; i < cmd->n_opts; i++) {
+        const opt *o = &cmd->opts[i];
+        const char *v = o->env ? getenv(o->env) : NULL;
+        if (v && *v) {
+            if ((rc = set_value(o, o->env, v, err)))
+                return rc;
+            if (o->given)
+                *o->given = 1;
+        }
+    }
+    int keys_from_flags = 0;
+    for (int a = 1; a < argc; a++) {
+        const char *arg = argv[a];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            print_help(stdout, cmd);
+            return CFG_EXIT;
+        }
+        if (strcmp(arg, "--version") == 0) {
+            printf("auteur %s\n", AUTEUR_VERSION);
+            return CFG_EXIT;
+        }
+        const char *eq = strncmp(arg, "--", 2) == 0 ? strchr(arg, '=') : NULL;
+        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+        const opt *o = NULL;
+        for (int i = 0; i < cmd->n_opts && !o; i++) {
+            const opt *c = &cmd->opts[i];
+            if ((strlen(c->flag) == name_len && strncmp(arg, c->flag, name_len) == 0) ||
+                (!eq && c->short_flag && strcmp(arg, c->short_flag) == 0))
+                o = c;
+        }
+        if (!o) {
+            if (arg[0] == '-')
+                return au_errf(err, CFG_USAGE, "auteur %s: unknown option %.*s (see auteur %s --help)", cmd->name,
+                               (int)name_len, arg, cmd->name);
+            return au_errf(err, CFG_USAGE, "auteur %s: unexpected argument \"%s\" (see auteur %s --help)", cmd->name,
+                           arg, cmd->name);
+        }
+        const char *value = eq ? eq + 1 : NULL;
+        if (!value) {
+            if (a + 1 >= argc)
+                return au_errf(err, CFG_USAGE, "auteur %s: %s needs a value (%s)", cmd->name, o->flag, o->metavar);
+            value = argv[++a];
+        }
+        if (o->kind == OPT_KEYS && !keys_from_flags) {
+            ((serve_config *)o->target)->n_api_keys = 0; /* flags replace the environment's keys */
+            keys_from_flags = 1;
+        }
+        if ((rc = set_value(o, o->flag, value, err)))
+            return rc;
+        if (o->given)
+            *o->given = 1;
+    }
+    return CFG_RUN;
+}
+
+#define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->host, sizeof c->host, "127.0.0.1");
+    c->port = 8080;
+    snprintf(c->data_dir, sizeof c->data_dir, "./auteur-data");
+    snprintf(c->model_dir, sizeof c->model_dir, "%s", AUTEUR_DEFAULT_MODEL_DIR);
+    c->max_queue = 100;
+    c->http_threads = 4;
+    c->lease_seconds = 60;
+    c->shutdown_grace_seconds = 30;
+    c->max_body_bytes = 1 << 20;
+    const opt opts[] = {
+        {"--host", NULL, "AUTEUR_HOST", OPT_STR, c->host, sizeof c->host, 0, 0, NULL, "ADDR",
+         "address to listen on (default 127.0.0.1)"},
+        {"--port", NULL, "AUTEUR_PORT", OPT_INT, &c->port, 0, 0, 65535, NULL, "N",
+         "TCP port (default 8080; 0 = any free port, printed at start-up)"},
+        {"--data-dir", NULL, "AUTEUR_DATA_DIR", OPT_STR, c->data_dir, sizeof c->data_dir, 0, 0, NULL, "DIR",
+         "database and videos (default ./auteur-data)"},
+        {"--model", NULL, "AUTEUR_MODEL", OPT_STR, c->model_dir, sizeof c->model_dir, 0, 0, NULL, "DIR",
+         "model folder (default: the embedded tiny model)"},
+        {"--api-key", NULL, "AUTEUR_API_KEY", OPT_KEYS, c, 0, 0, 0, NULL, "KEY",
+         "require this bearer key (repeatable; the variable takes a comma-separated list)"},
+        {"--max-queue", NULL, "AUTEUR_MAX_QUEUE", OPT_INT, &c->max_queue, 0, 1, 1000000, NULL, "N",
+         "unfinished jobs accepted before 429 (default 100)"},
+        {"--device", NULL, "AUTEUR_DEVICE", OPT_DEVICE, &c->device, 0, 0, 0, NULL, "auto|cpu|cuda",
+         "compute device (default auto)"},
+        {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &c->threads, 0, 0, 4096, NULL, "N",
+         "engine CPU threads (default 0 = all cores)"},
+        {"--http-threads", NULL, "AUTEUR_HTTP_THREADS", OPT_INT, &c->http_threads, 0, 1, 256, NULL, "N",
+         "HTTP worker threads (default 4)"},
+        {"--lease-seconds", NULL, "AUTEUR_LEASE_SECONDS", OPT_INT, &c->lease_seconds, 0, 3, 86400, NULL, "N",
+         "a running job's lease, renewed while its process lives (default 60)"},
+        {"--shutdown-grace", NULL, "AUTEUR_SHUTDOWN_GRACE", OPT_INT, &c->shutdown_grace_seconds, 0, 0, 86400, NULL,
+         "SECONDS", "on SIGTERM, wait this long for the running job before requeueing it (default 30)"},
+        {"--retention-hours", NULL, "AUTEUR_RETENTION_HOURS", OPT_DOUBLE, &c->retention_hours, 0, 0, 1e6, NULL, "H",
+         "delete finished videos after this many hours (default 0 = keep)"},
+        {"--max-body", NULL, "AUTEUR_MAX_BODY", OPT_LL, &c->max_body_bytes, 0, 1024, 1 << 30, NULL, "BYTES",
+         "largest request body accepted, else 413 (default 1048576)"},
+    };
+    const command cmd = {"serve", "Run the HTTP service: the OpenAI-style video API, a job queue and one engine.",
+                         opts, COUNT(opts)};
+    return parse(&cmd, argc, argv, err);
+}
+
+int config_generate(generate_config *c, int argc, char **argv, au_err *err) {
+    int has_prompt = 0;
+    memset(c, 0, sizeof *c);
+    snprintf(c->model_dir, sizeof c->model_dir, "%s", AUTEUR_DEFAULT_MODEL_DIR);
+    snprintf(c->output, sizeof c->output, "video.mp4");
+    c->seconds = c->guidance_scale = c->shift = -1;
+    c->seed = -1;
+    const opt opts[] = {
+        {"--prompt", "-p", NULL, OPT_STR, c->prompt, sizeof c->prompt, 0, 0, &has_prompt, "TEXT",
+         "what the video shows (required)"},
+        {"--negative-prompt", NULL, NULL, OPT_STR, c->negative_prompt, sizeof c->negative_prompt, 0, 0,
+         &c->has_negative_prompt, "TEXT", "what to avoid (default: the model's; \"\" for none)"},
+        {"--model", NULL, "AUTEUR_MODEL", OPT_STR, c->model_dir, sizeof c->model_dir, 0, 0, NULL, "DIR",
+         "model folder (default: the embedded tiny model)"},
+        {"--size", NULL, NULL, OPT_STR, c->size, sizeof c->size, 0, 0, NULL, "WxH", "frame size (model default)"},
+        {"--frames", NULL, NULL, OPT_INT, &c->frames, 0, 1, 100000, NULL, "N", "frame count, 4k+1 (model default)"},
+        {"--seconds", NULL, NULL, OPT_DOUBLE, &c->seconds, 0, 0.001, 3600, NULL, "S",
+         "duration, when --frames is not given"},
+        {"--fps", NULL, NULL, OPT_INT, &c->fps, 0, 1, 120, NULL, "N", "frames per second (model default)"},
+        {"--steps", NULL, NULL, OPT_INT, &c->steps, 0, 1, 10000, NULL, "N", "denoising steps (model default)"},
+        {"--guidance-scale", NULL, NULL, OPT_DOUBLE, &c->guidance_scale, 0, 0, 100, NULL, "X",
+         "classifier-free guidance (model default)"},
+        {"--shift", NULL, NULL, OPT_DOUBLE, &c->shift, 0, 0.001, 100, NULL, "X", "flow shift (model default)"},
+        {"--sampler", NULL, NULL, OPT_STR, c->sampler, sizeof c->sampler, 0, 0, NULL, "unipc|euler",
+         "sampler (model default)"},
+        {"--seed", NULL, NULL, OPT_LL, &c->seed, 0, 0, 9223372036854775807.0, NULL, "N", "noise seed (default random)"},
+        {"--output", "-o", NULL, OPT_STR, c->output, sizeof c->output, 0, 0, NULL, "PATH",
+         "the MP4 to write (default video.mp4)"},
+        {"--thumbnail", NULL, NULL, OPT_STR, c->thumbnail, sizeof c->thumbnail, 0, 0, NULL, "PATH",
+         "also write the first frame as .jpg or .png"},
+        {"--device", NULL, "AUTEUR_DEVICE", OPT_DEVICE, &c->device, 0, 0, 0, NULL, "auto|cpu|cuda",
+         "compute device (default auto)"},
+        {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &c->threads, 0, 0, 4096, NULL, "N",
+         "engine CPU threads (default 0 = all cores)"},
+    };
+    const command cmd = {"generate", "Make one video without a server, with a progress bar on a terminal.", opts,
+                         COUNT(opts)};
+    int rc = parse(&cmd, argc, argv, err);
+    if (rc == CFG_RUN && !has_prompt)
+        return au_errf(err, CFG_USAGE, "auteur generate: --prompt is required (see auteur generate --help)");
+    if (rc == CFG_RUN && c->sampler[0] && strcmp(c->sampler, "unipc") != 0 && strcmp(c->sampler, "euler") != 0)
+        return au_errf(err, CFG_USAGE, "--sampler: expected unipc or euler, got \"%s\"", c->sampler);
+    return rc;
+}
+
+int config_migrate(data_config *c, int argc, char **argv, au_err *err) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->data_dir, sizeof c->data_dir, "./auteur-data");
+    const opt opts[] = {
+        {"--data-dir", NULL, "AUTEUR_DATA_DIR", OPT_STR, c->data_dir, sizeof c->data_dir, 0, 0, NULL, "DIR",
+         "database and videos (default ./auteur-data)"},
+    };
+    const command cmd = {"migrate", "Create or upgrade the job database in the data directory, then exit.", opts,
+                         COUNT(opts)};
+    return parse(&cmd, argc, argv, err);
+}
+
+int config_health(health_config *c, int argc, char **argv, au_err *err) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->host, sizeof c->host, "127.0.0.1");
+    c->port = 8080;
+    c->timeout_seconds = 10;
+    const opt opts[] = {
+        {"--host", NULL, "AUTEUR_HOST", OPT_STR, c->host, sizeof c->host, 0, 0, NULL, "ADDR",
+         "the server's address (default 127.0.0.1)"},
+        {"--port", NULL, "AUTEUR_PORT", OPT_INT, &c->port, 0, 1, 65535, NULL, "N", "the server's port (default 8080)"},
+        {"--timeout", NULL, NULL, OPT_INT, &c->timeout_seconds, 0, 1, 3600, NULL, "SECONDS",
+         "give up after this long (default 10)"},
+    };
+    const command cmd = {"health",
+                         "Print the running server's /health report as JSON; exit 0 when it is healthy, 1 otherwise.",
+                         opts, COUNT(opts)};
+    return parse(&cmd, argc, argv, err);
+}
+
+void config_print_usage(FILE *f) {
+    fprintf(f, "usage: auteur <command> [options]\n\n"
+               "Auteur makes videos from text with Wan2.1 models and serves them over an\n"
+               "OpenAI-compatible HTTP API.\n\n"
+               "commands:\n"
+               "  serve      run the HTTP service\n"
+               "  generate   make one video without a server\n"
+               "  migrate    create or upgrade the job database, then exit\n"
+               "  health     print a running server's /health report\n"
+               "  dev        run one engine component on tensors from a file (parity checks)\n\n"
+               "`auteur <command> --help` lists a command's options; --version prints the version.\n");
+}

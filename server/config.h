@@ -1,0 +1,74 @@
+/* config.h - command-line flags and AUTEUR_* environment variables of every subcommand.
+ *
+ * Each subcommand has a table of options; a value comes from its flag (--name VALUE or
+ * --name=VALUE), else from its environment variable, else the default. Every value is
+ * checked (type and range) and a bad one is a usage error naming the flag or variable.
+ * Parsing returns CFG_RUN, CFG_EXIT (help or version printed) or CFG_USAGE (message in err;
+ * main exits 2).
+ */
+#ifndef AU_CONFIG_H
+#define AU_CONFIG_H
+
+#include <limits.h>
+#include <stdio.h>
+
+#include "pipeline.h"
+#include "status.h"
+
+#define CFG_MAX_KEYS 16
+#define CFG_KEY_SIZE 256
+
+enum { CFG_RUN = 0, CFG_EXIT = 1, CFG_USAGE = 2 };
+
+typedef struct serve_config {
+    char host[256];
+    int port;                   /* 0 = any free port (printed at start-up) */
+    char data_dir[PATH_MAX];
+    char model_dir[PATH_MAX];
+    char api_keys[CFG_MAX_KEYS][CFG_KEY_SIZE];
+    int n_api_keys;
+    int max_queue;              /* unfinished jobs (queued + in progress) before 429 */
+    au_device device;
+    int threads;                /* engine CPU threads, 0 = all cores */
+    int http_threads;
+    int lease_seconds;
+    int shutdown_grace_seconds; /* how long SIGTERM waits for the running job */
+    double retention_hours;     /* finished videos are deleted after this; 0 = kept */
+    long long max_body_bytes;
+} serve_config;
+
+typedef struct generate_config {
+    char prompt[8192];
+    char negative_prompt[8192];
+    int has_negative_prompt;
+    char model_dir[PATH_MAX];
+    char size[32]; /* "" = the model's default */
+    int frames, fps, steps;
+    double seconds, guidance_scale, shift; /* < 0 = unset */
+    char sampler[16];
+    long long seed; /* -1 = random */
+    char output[PATH_MAX];
+    char thumbnail[PATH_MAX]; /* "" = none */
+    au_device device;
+    int threads;
+} generate_config;
+
+typedef struct data_config {
+    char data_dir[PATH_MAX];
+} data_config;
+
+typedef struct health_config {
+    char host[256];
+    int port;
+    int timeout_seconds;
+} health_config;
+
+int config_serve(serve_config *c, int argc, char **argv, au_err *err);
+int config_generate(generate_config *c, int argc, char **argv, au_err *err);
+int config_migrate(data_config *c, int argc, char **argv, au_err *err);
+int config_health(health_config *c, int argc, char **argv, au_err *err);
+
+/* The top-level usage text. */
+void config_print_usage(FILE *f);
+
+#endif
