@@ -10,7 +10,8 @@ run-time stand-ins for what a CPU-only machine lacks: diffusers' ModelMixin/Conf
 nn.Module), the tokenizer module (unused by the encoder), flash attention (float32 softmax
 attention honouring k_lens, i.e. what flash_attn computes, without the bf16 cast), CUDA autocast
 (a no-op: everything runs in float32) and torch.cuda.current_device (a default argument).
-Then, on random weights at small sizes, compares each component and prints the maximum error
+Checks that the reference's tensor tables (names and shapes) equal the official state dicts at the
+released sizes (umt5-xxl, T2V-1.3B, the VAE), then, on random weights at small sizes, compares each component and prints the maximum error
 relative to the largest output magnitude; exits 1 if any exceeds 1e-5. Needs einops; not run by CI.
 """
 import contextlib
@@ -24,11 +25,12 @@ import torch
 import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from ref_dit import dit_forward  # noqa: E402
+from ref_dit import dit_forward, dit_tensor_shapes  # noqa: E402
 from ref_init import random_tensor  # noqa: E402
-from ref_umt5 import umt5_encode, umt5_from_official  # noqa: E402
-from ref_vae import vae_decode, vae_encode  # noqa: E402
+from ref_umt5 import umt5_encode, umt5_from_official, umt5_tensor_shapes  # noqa: E402
+from ref_vae import vae_decode, vae_encode, vae_tensor_shapes  # noqa: E402
 
 TOLERANCE = 1e-5
 MEAN = [-0.7571, -0.7089, -0.9113, 0.1075, -0.1745, 0.9653, -0.1517, 1.5508,
@@ -175,13 +177,93 @@ def check_vae(mods):
     return errs
 
 
+def check_pipeline(mods):
+    """tests/golden/pipeline against the official modules on models/tiny-random, composed the way
+    text2video.py composes them (T5 on the ids padded to text_len with a mask, cond and uncond DiT
+    calls, CFG, decode, clamp), with sampler_ref's UniPC as the scheduler and the golden's noise."""
+    import json
+    from safetensors.torch import load_file
+    import wan_ref
+    model = wan_ref.WanModelFolder(os.path.join(ROOT, "models", "tiny-random"))
+    gold_dir = os.path.join(ROOT, "tests", "golden", "pipeline")
+    with open(os.path.join(gold_dir, "params.json"), encoding="utf-8") as f:
+        p = json.load(f)
+    gold = load_file(os.path.join(gold_dir, "io.safetensors"))
+    c, d, v = model.t5_cfg, model.dit_cfg, model.vae_cfg
+
+    enc = mods["t5"].T5Encoder(c["vocab_size"], c["d_model"], c["num_heads"] * c["d_kv"], c["d_ff"], c["num_heads"],
+                               c["num_layers"], c["relative_attention_num_buckets"], shared_pos=False).eval()
+    hf_name = {off: hf for hf, off in umt5_from_official({k: k for k in enc.state_dict()}).items()}
+    enc.load_state_dict({off: model.t5[hf].float() for off, hf in hf_name.items()})
+    dit = mods["model"].WanModel(model_type="t2v", patch_size=tuple(d["patch_size"]), text_len=d["text_len"],
+                                 in_dim=d["in_dim"], dim=d["dim"], ffn_dim=d["ffn_dim"], freq_dim=d["freq_dim"],
+                                 text_dim=d["text_dim"], out_dim=d["out_dim"], num_heads=d["num_heads"],
+                                 num_layers=d["num_layers"], eps=d["eps"]).eval()
+    dit.load_state_dict({k: t.float() for k, t in model.dit.items()})
+    vae = mods["vae"].WanVAE_(dim=v["dim"], z_dim=v["z_dim"], dim_mult=v["dim_mult"],
+                              num_res_blocks=v["num_res_blocks"], temperal_downsample=v["temperal_downsample"]).eval()
+    vae.load_state_dict({k: t.float() for k, t in model.vae.items()})
+
+    def encode(text):
+        ids = model.tokenize(text).long()
+        mask = torch.zeros(d["text_len"], dtype=torch.long)
+        mask[:len(ids)] = 1
+        full = torch.zeros(d["text_len"], dtype=torch.long)
+        full[:len(ids)] = ids
+        return enc(full[None], mask[None])[0, :len(ids)]
+
+    with torch.no_grad():
+        ctx, ctx_null = encode(p["prompt"]), encode(p["negative_prompt"])
+        x = gold["noise"].clone()
+        n_tokens = x.shape[1] * x.shape[2] * x.shape[3] // 4
+        sched = wan_ref.FlowSampler(p["sampler"], p["steps"], p["shift"])
+        for i in range(p["steps"]):
+            t = torch.tensor([sched.timesteps[i]])
+            cond = dit([x], t=t, context=[ctx], seq_len=n_tokens)[0]
+            uncond = dit([x], t=t, context=[ctx_null], seq_len=n_tokens)[0]
+            x = sched.step(i, x, uncond + p["guidance_scale"] * (cond - uncond))
+        scale = [torch.tensor(v["latents_mean"]), 1.0 / torch.tensor(v["latents_std"])]
+        video = vae.decode(x[None], scale)[0].clamp(-1, 1)
+    return {"pipeline golden: context": rel_err(gold["context"], ctx),
+            "pipeline golden: final latent": rel_err(gold["latent"], x),
+            "pipeline golden: video": rel_err(gold["video"], video)}
+
+
+def check_tables(mods):
+    """The reference's tensor tables equal the official state dicts at the released sizes (meta tensors)."""
+    t5 = {"vocab_size": 256384, "d_model": 4096, "d_kv": 64, "num_heads": 64, "d_ff": 10240, "num_layers": 24,
+          "relative_attention_num_buckets": 32}
+    dit = {"dim": 1536, "ffn_dim": 8960, "freq_dim": 256, "num_heads": 12, "num_layers": 30, "in_dim": 16,
+           "out_dim": 16, "text_len": 512, "text_dim": 4096, "patch_size": [1, 2, 2]}
+    vae = {"dim": 96, "z_dim": 16, "dim_mult": [1, 2, 4, 4], "num_res_blocks": 2,
+           "temperal_downsample": [False, True, True]}
+    with torch.device("meta"):
+        off = {
+            "umt5-xxl encoder": (umt5_from_official(dict(mods["t5"].T5Encoder(
+                256384, 4096, 4096, 10240, 64, 24, 32, shared_pos=False).state_dict())), umt5_tensor_shapes(t5)),
+            "T2V-1.3B DiT": (mods["model"].WanModel(model_type="t2v", dim=1536, ffn_dim=8960, num_heads=12,
+                                                   num_layers=30).state_dict(), dit_tensor_shapes(dit)),
+            "Wan2.1 VAE": (mods["vae"].WanVAE_(dim=96, z_dim=16, temperal_downsample=[False, True, True])
+                           .state_dict(), vae_tensor_shapes(vae)),
+        }
+    for what, (sd, table) in off.items():
+        got = {k: list(v.shape) for k, v in sd.items()}
+        if got != table:
+            extra, missing = sorted(set(got) - set(table)), sorted(set(table) - set(got))
+            wrong = sorted(k for k in set(got) & set(table) if got[k] != table[k])
+            raise SystemExit(f"{what}: tensor table differs: official only {extra[:3]}, reference only "
+                             f"{missing[:3]}, shapes {wrong[:3]}")
+        print(f"{what:45s} {len(table)} tensors, names and shapes equal")
+
+
 def main():
     if len(sys.argv) != 2:
         raise SystemExit(__doc__)
     torch.manual_seed(0)
     mods = load_official(sys.argv[1])
+    check_tables(mods)
     worst = 0.0
-    for check in (check_umt5, check_dit, check_vae):
+    for check in (check_umt5, check_dit, check_vae, check_pipeline):
         for what, err in check(mods).items():
             worst = max(worst, err)
             print(f"{what:45s} max rel err {err:.3e}  {'ok' if err < TOLERANCE else 'FAIL'}")

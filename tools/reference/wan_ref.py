@@ -23,10 +23,14 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ref_dit import dit_forward, dit_tensor_shapes  # noqa: E402,F401
-from ref_umt5 import umt5_encode, umt5_from_official, umt5_tensor_shapes  # noqa: E402,F401
-from ref_vae import vae_decode, vae_encode, vae_tensor_shapes  # noqa: E402,F401
+from ref_dit import dit_forward, dit_tensor_shapes  # noqa: E402
+from ref_umt5 import umt5_encode, umt5_from_official, umt5_tensor_shapes  # noqa: E402
+from ref_vae import vae_decode, vae_encode, vae_tensor_shapes  # noqa: E402
 from sampler_ref import FlowSampler, philox_normal_f32  # noqa: E402
+
+__all__ = ["WanModelFolder", "generate", "clean_text", "latent_shape", "philox_noise", "frames_uint8",
+           "check_shapes", "umt5_encode", "umt5_from_official", "umt5_tensor_shapes", "dit_forward",
+           "dit_tensor_shapes", "vae_decode", "vae_encode", "vae_tensor_shapes", "FlowSampler"]
 
 VAE_STRIDE = (4, 8, 8)
 
