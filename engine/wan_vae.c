@@ -748,49 +748,54 @@ static int encode_chunk(vae_run *r, const vae_job *job, int64_t i) {
     return put_frames(r, job->out, i, &zn);
 }
 
-/* Plan (dry runs of the first and a later chunk), set up the histories, run every chunk. */
-static int vae_stream(wan_vae *v, au_arena *act, const vae_coder *cd, const vae_job *job, chunk_fn fn,
-                      au_err *err) {
-    vae_run r = {.v = v, .be = v->be, .err = err};
-    size_t peak = 0;
+static size_t round256(size_t n) { return (n + 255) & ~(size_t)255; }
+
+/* Dry runs of the first and a later chunk: the chunk working set, the history shapes and bytes. */
+static int stream_plan(wan_vae *v, const vae_coder *cd, const vae_job *job, chunk_fn fn, size_t *chunk_bytes,
+                       size_t *hist_bytes, au_err *err) {
+    vae_run r = {.v = v, .be = v->be, .err = err, .dry = 1, .cap = SIZE_MAX / 4};
+    *chunk_bytes = *hist_bytes = 0;
     for (int i = cd->cache0; i < cd->cache1; i++)
         v->cache[i].ndim = 0;
     for (int64_t c = 0; c < 2; c++) {
-        r.dry = 1;
         r.first = c == 0;
-        r.cap = SIZE_MAX / 4;
         r.used[0] = r.used[1] = r.peak = 0;
         TRY(fn(&r, job, c));
-        if (c == 0 || job->n_chunks > 1)
-            peak = r.peak > peak ? r.peak : peak;
+        if ((c == 0 || job->n_chunks > 1) && r.peak > *chunk_bytes)
+            *chunk_bytes = r.peak;
     }
-    /* all histories in one block, so that a repeated call makes no cache allocation */
-    size_t total = 0;
     for (int i = cd->cache0; i < cd->cache1; i++) {
         if (v->cache[i].ndim != 4)
             return au_errf(err, AU_EINTERNAL, "vae: history %d was not planned", i);
-        total += (au_nbytes(&v->cache[i]) + 255) & ~(size_t)255;
+        *hist_bytes += round256(au_nbytes(&v->cache[i]));
     }
+    return 0;
+}
+
+/* Plan, set up the histories (one block, zeroed), run every chunk. */
+static int vae_stream(wan_vae *v, au_arena *act, const vae_coder *cd, const vae_job *job, chunk_fn fn,
+                      au_err *err) {
+    size_t peak, total;
+    TRY(stream_plan(v, cd, job, fn, &peak, &total, err));
     be_arena_reset(v->caches);
     char *block = be_arena_alloc(v->caches, total, err);
     if (!block)
         return au_err_prefix(err, "vae histories");
     for (int i = cd->cache0; i < cd->cache1; i++) {
         v->cache[i].data = block;
-        block += (au_nbytes(&v->cache[i]) + 255) & ~(size_t)255;
+        block += round256(au_nbytes(&v->cache[i]));
         TRY(be_fill(v->be, &v->cache[i], 0.0f, err));
     }
-    v->stats.cache_bytes = be_arena_used(v->caches);
+    v->stats.cache_bytes = total;
     v->stats.cache_allocs = be_arena_chunk_allocs(v->caches);
     v->stats.chunk_bytes = peak;
+    vae_run r = {.v = v, .be = v->be, .err = err, .cap = peak};
     for (int64_t i = 0; i < job->n_chunks; i++) {
         be_arena_reset(act);
         r.base = be_arena_alloc(act, peak, err);
         if (!r.base)
             return au_err_prefix(err, "vae chunk %lld", (long long)i);
-        r.dry = 0;
         r.first = i == 0;
-        r.cap = peak;
         r.used[0] = r.used[1] = 0;
         if (fn(&r, job, i) < 0)
             return au_err_prefix(err, "chunk %lld", (long long)i);
@@ -798,43 +803,53 @@ static int vae_stream(wan_vae *v, au_arena *act, const vae_coder *cd, const vae_
     return 0;
 }
 
-static int check_f32_4d(const au_tensor *t, const char *what, au_err *err) {
-    char b[96];
-    if (t->dtype != AU_F32 || t->ndim != 4 || !t->data)
-        return au_errf(err, AU_EINVAL, "%s: expected a float32 [C,T,H,W] tensor, got %s", what,
-                       au_shape_str(t, b, sizeof b));
-    return 0;
+static int decode_shapes(const wan_vae *v, const au_tensor *z, const au_tensor *video, au_err *err) {
+    char bz[96], bv[96];
+    int64_t F = z->shape[1], sf = v->s_factor;
+    if (z->dtype == AU_F32 && video->dtype == AU_F32 && z->ndim == 4 && video->ndim == 4 &&
+        z->shape[0] == v->cfg.z_dim && F >= 1 && video->shape[0] == 3 && video->shape[1] == 1 + v->t_factor * (F - 1) &&
+        video->shape[2] == sf * z->shape[2] && video->shape[3] == sf * z->shape[3])
+        return 0;
+    return au_errf(err, AU_EINVAL, "vae decode: z %s, video %s: expected f32 z [%d,F,h,w], video [3,1+%d(F-1),%lldh,%lldw]",
+                   au_shape_str(z, bz, sizeof bz), au_shape_str(video, bv, sizeof bv), v->cfg.z_dim, v->t_factor,
+                   (long long)sf, (long long)sf);
 }
 
 int vae_decode(wan_vae *v, au_arena *act, const au_tensor *z, au_tensor *video, au_err *err) {
-    char bz[96], bv[96];
-    TRY(check_f32_4d(z, "vae decode: z", err));
-    TRY(check_f32_4d(video, "vae decode: video", err));
-    int64_t F = z->shape[1], sf = v->s_factor;
-    if (z->shape[0] != v->cfg.z_dim || F < 1 || video->shape[0] != 3 || video->shape[1] != 1 + v->t_factor * (F - 1) ||
-        video->shape[2] != sf * z->shape[2] || video->shape[3] != sf * z->shape[3])
-        return au_errf(err, AU_EINVAL, "vae decode: z %s and video %s: expected z [%d,F,h,w], video [3,1+%d(F-1),%lldh,%lldw]",
-                       au_shape_str(z, bz, sizeof bz), au_shape_str(video, bv, sizeof bv), v->cfg.z_dim,
-                       v->t_factor, (long long)sf, (long long)sf);
-    vae_job job = {.in = z, .out = video, .n_chunks = F};
+    TRY(decode_shapes(v, z, video, err));
+    if (!z->data || !video->data)
+        return au_errf(err, AU_EINVAL, "vae decode: z or video has no data");
+    vae_job job = {.in = z, .out = video, .n_chunks = z->shape[1]};
     if (vae_stream(v, act, &v->dec, &job, decode_chunk, err) < 0)
         return au_err_prefix(err, "vae decode");
     return 0;
 }
 
+int vae_plan_decode(wan_vae *v, int64_t frames, int64_t h, int64_t w, vae_mem_stats *out, au_err *err) {
+    int64_t zs[4] = {v->cfg.z_dim, frames, h, w};
+    int64_t vs[4] = {3, 1 + v->t_factor * (frames - 1), v->s_factor * h, v->s_factor * w};
+    au_tensor z = au_tensor_make(AU_F32, NULL, 4, zs), video = au_tensor_make(AU_F32, NULL, 4, vs);
+    vae_job job = {.in = &z, .out = &video, .n_chunks = frames};
+    *out = v->stats;
+    TRY(decode_shapes(v, &z, &video, err));
+    if (stream_plan(v, &v->dec, &job, decode_chunk, &out->chunk_bytes, &out->cache_bytes, err) < 0)
+        return au_err_prefix(err, "vae plan");
+    return 0;
+}
+
 int vae_encode(wan_vae *v, au_arena *act, const au_tensor *video, au_tensor *z, au_err *err) {
     char bz[96], bv[96];
-    TRY(check_f32_4d(video, "vae encode: video", err));
-    TRY(check_f32_4d(z, "vae encode: z", err));
     int64_t T = video->shape[1], sf = v->s_factor, tf = v->t_factor;
-    if (video->shape[0] != 3 || T < 1 || (T - 1) % tf || video->shape[2] % sf || video->shape[3] % sf ||
-        z->shape[0] != v->cfg.z_dim || z->shape[1] != 1 + (T - 1) / tf || z->shape[2] != video->shape[2] / sf ||
-        z->shape[3] != video->shape[3] / sf)
+    if (video->dtype != AU_F32 || z->dtype != AU_F32 || video->ndim != 4 || z->ndim != 4 || video->shape[0] != 3 ||
+        T < 1 || (T - 1) % tf || video->shape[2] % sf || video->shape[3] % sf || z->shape[0] != v->cfg.z_dim ||
+        z->shape[1] != 1 + (T - 1) / tf || z->shape[2] != video->shape[2] / sf || z->shape[3] != video->shape[3] / sf)
         return au_errf(err, AU_EINVAL,
-                       "vae encode: video %s and z %s: expected video [3,1+%lldk,H,W] with H, W multiples of %lld, "
+                       "vae encode: video %s, z %s: expected f32 video [3,1+%lldk,H,W] with H, W multiples of %lld, "
                        "z [%d,1+k,H/%lld,W/%lld]",
                        au_shape_str(video, bv, sizeof bv), au_shape_str(z, bz, sizeof bz), (long long)tf,
                        (long long)sf, v->cfg.z_dim, (long long)sf, (long long)sf);
+    if (!z->data || !video->data)
+        return au_errf(err, AU_EINVAL, "vae encode: z or video has no data");
     vae_job job = {.in = video, .out = z, .n_chunks = z->shape[1]};
     if (vae_stream(v, act, &v->enc, &job, encode_chunk, err) < 0)
         return au_err_prefix(err, "vae encode");

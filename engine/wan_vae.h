@@ -53,7 +53,7 @@ int vae_decode(wan_vae *v, au_arena *act, const au_tensor *z, au_tensor *video, 
  * float32, caller-allocated: the normalized posterior mean, as the official WanVAE.encode. */
 int vae_encode(wan_vae *v, au_arena *act, const au_tensor *video, au_tensor *z, au_err *err);
 
-/* Memory of the last decode/encode call. */
+/* Memory of the last decode/encode call (or of a plan). */
 typedef struct vae_mem_stats {
     size_t weight_bytes;   /* weight arena */
     size_t cache_bytes;    /* causal-conv caches (persist across chunks) */
@@ -61,5 +61,8 @@ typedef struct vae_mem_stats {
     uint64_t cache_allocs; /* backend allocations the cache arena has made so far */
 } vae_mem_stats;
 void vae_get_mem_stats(const wan_vae *v, vae_mem_stats *out);
+/* What vae_decode of a [z_dim, frames, h, w] latent will take (chunk_bytes, cache_bytes),
+ * computed without running anything: for planning memory before a job. */
+int vae_plan_decode(wan_vae *v, int64_t frames, int64_t h, int64_t w, vae_mem_stats *out, au_err *err);
 
 #endif
