@@ -306,7 +306,7 @@ int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_f
         return rc;
     au_backend *be = p->be;
     au_sampler *smp = NULL;
-    int use_cfg = q.guidance_scale > 1.0f;
+    int use_cfg = q.guidance_scale != 1.0f; /* the official code applies the CFG formula for any other value */
     be_arena_reset(p->job);
 
     /* text */

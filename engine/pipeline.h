@@ -42,7 +42,7 @@ typedef struct au_gen_params {
     const char *negative_prompt; /* NULL = the model's default; "" = none */
     int width, height, frames;   /* frames of the form 4k+1 */
     int steps;
-    float guidance_scale;        /* >= 0; <= 1 runs the conditional branch only (no CFG) */
+    float guidance_scale;        /* >= 0; exactly 1 runs the conditional branch only (same result, half the work) */
     float shift;                 /* > 0 */
     const char *sampler;         /* "unipc" or "euler" */
     int64_t seed;                /* 0 .. 2^63-1, or -1 */
