@@ -110,7 +110,7 @@ static const au_tensor *find_block(const st_set *st, int kind, int layer, char n
 }
 
 static int missing_block(au_err *err, char names[2][128]) {
-    return au_errf(err, AU_ENOTFOUND, "tensor %s (or %s): missing", names[0], names[1]);
+    return au_errf(err, AU_ENOTFOUND, "tensor %s: missing (nor found as %s)", names[0], names[1]);
 }
 
 int umt5_config_infer(const st_set *st, umt5_config *cfg, au_err *err) {
@@ -118,8 +118,8 @@ int umt5_config_infer(const st_set *st, umt5_config *cfg, au_err *err) {
     memset(cfg, 0, sizeof *cfg);
     const au_tensor *emb = find_any(st, embed_names, 3, NULL);
     if (!emb)
-        return au_errf(err, AU_ENOTFOUND, "umt5: tensor %s (or %s, %s): missing", embed_names[0],
-                       embed_names[1], embed_names[2]);
+        return au_errf(err, AU_ENOTFOUND, "umt5: tensor %s: missing (nor found as %s or %s)",
+                       embed_names[0], embed_names[1], embed_names[2]);
     if (emb->ndim != 2)
         return au_errf(err, AU_EFORMAT, "umt5: token embedding has %d dims, expected 2", emb->ndim);
     cfg->vocab = (int)emb->shape[0];
@@ -298,28 +298,55 @@ typedef struct umt5_bufs {
     au_tensor bias;       /* [heads, n, n] f32 */
 } umt5_bufs;
 
-static int alloc_bufs(umt5 *m, au_arena *act, int n, umt5_bufs *t, au_err *err) {
+/* Lay the activation tensors out in one block: sizes only while base is NULL, then
+ * pointers into base. Offsets and f8 row scales are 256-byte aligned like the arena's. */
+typedef struct umt5_layout {
+    char *base;
+    size_t bytes;
+} umt5_layout;
+
+static void layout_tensor(umt5_layout *L, au_dtype dt, int ndim, const int64_t *shape, au_tensor *out) {
+    *out = au_tensor_make(dt, NULL, ndim, shape);
+    size_t data_bytes = (au_nbytes(out) + 255) & ~(size_t)255;
+    size_t scale_bytes = dt == AU_F8_E4M3 ? ((size_t)shape[0] * sizeof(float) + 255) & ~(size_t)255 : 0;
+    if (L->base) {
+        out->data = L->base + L->bytes;
+        if (scale_bytes)
+            out->scale = L->base + L->bytes + data_bytes;
+    }
+    L->bytes += data_bytes + scale_bytes;
+}
+
+static void layout_bufs(const umt5 *m, int n, umt5_layout *L, umt5_bufs *t) {
     const umt5_config *c = &m->cfg;
     au_dtype a = m->be->act_dtype, g = m->be->gemm_in_dtype;
     int64_t inner = (int64_t)c->num_heads * c->d_kv;
     int64_t nd[2] = {n, c->dim}, ni[2] = {n, inner}, nf[2] = {n, c->ffn_dim};
     int64_t hnn[3] = {c->num_heads, n, n};
-    int rc = 0;
-    AU_TRY(be_arena_tensor(act, a, 2, nd, &t->x, err));
-    AU_TRY(be_arena_tensor(act, g, 2, nd, &t->h, err));
-    AU_TRY(be_arena_tensor(act, a, 2, ni, &t->q, err));
-    AU_TRY(be_arena_tensor(act, a, 2, ni, &t->k, err));
-    AU_TRY(be_arena_tensor(act, a, 2, ni, &t->v, err));
-    AU_TRY(be_arena_tensor(act, g, 2, ni, &t->attn, err));
-    AU_TRY(be_arena_tensor(act, a, 2, nd, &t->proj, err));
-    AU_TRY(be_arena_tensor(act, a, 2, nf, &t->gate, err));
-    AU_TRY(be_arena_tensor(act, a, 2, nf, &t->fc1, err));
-    AU_TRY(be_arena_tensor(act, g, 2, nf, &t->hidden, err));
-    AU_TRY(be_arena_tensor(act, AU_F32, 3, hnn, &t->bias, err));
+    layout_tensor(L, a, 2, nd, &t->x);
+    layout_tensor(L, g, 2, nd, &t->h);
+    layout_tensor(L, a, 2, ni, &t->q);
+    layout_tensor(L, a, 2, ni, &t->k);
+    layout_tensor(L, a, 2, ni, &t->v);
+    layout_tensor(L, g, 2, ni, &t->attn);
+    layout_tensor(L, a, 2, nd, &t->proj);
+    layout_tensor(L, a, 2, nf, &t->gate);
+    layout_tensor(L, a, 2, nf, &t->fc1);
+    layout_tensor(L, g, 2, nf, &t->hidden);
+    layout_tensor(L, AU_F32, 3, hnn, &t->bias);
+}
+
+/* All activations as one arena allocation: a fresh arena then holds a single chunk,
+ * which be_arena_reset keeps as is, so the next encode of n tokens allocates nothing. */
+static int alloc_bufs(umt5 *m, au_arena *act, int n, umt5_bufs *t, au_err *err) {
+    umt5_layout L = {NULL, 0};
+    layout_bufs(m, n, &L, t);
+    L.base = be_arena_alloc(act, L.bytes, err);
+    if (!L.base)
+        return au_err_prefix(err, "umt5 activations for %d tokens", n);
+    L.bytes = 0;
+    layout_bufs(m, n, &L, t);
     return 0;
-fail:
-    au_err_prefix(err, "umt5 activations for %d tokens", n);
-    return rc;
 }
 
 /* Grow the host scratch and fill rel_bucket for n tokens. */
