@@ -66,7 +66,7 @@ static int write_model(const char *path, const dit_config *c, au_err *err) {
         random_bf16(D, 1.0f, 0.2f),
         random_bf16(6 * D, 0.0f, 0.05f),
     };
-    const int cap = 15 + 25 * c->num_layers;
+    const int cap = 15 + 27 * c->num_layers;
     st_entry *e = calloc((size_t)cap, sizeof *e);
     char(*names)[96] = calloc((size_t)cap, sizeof *names);
     int n = 0, rc = 0, have_all = e && names;

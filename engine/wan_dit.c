@@ -52,7 +52,6 @@ typedef struct dit_block {
 struct wan_dit {
     au_backend *be;
     dit_config cfg;
-    const st_set *st;
     au_arena *weights;
     dit_linear patch;               /* w viewed as [D, in_dim*pt*ph*pw] */
     dit_linear text0, text2;        /* [D, text_dim], [D, D] */
@@ -74,8 +73,14 @@ struct dit_text {
     au_tensor kv[];        /* 2 per block: K [text_len, D] (RMS-normed), V [text_len, D] */
 };
 
-/* Activations of one forward, all from the act arena. */
-typedef struct dit_scratch {
+/* Activations of one forward, all taken from the act arena before any op runs. */
+typedef struct dit_plan {
+    au_tensor sinus;   /* [1, freq_dim] float32 time sinusoid */
+    au_tensor e_hid;   /* [1, D] float32 */
+    au_tensor e;       /* [1, D] float32 time embedding (head modulation) */
+    au_tensor e_silu;  /* [1, D] float32 */
+    au_tensor e0;      /* [6, D] float32 block modulation offsets */
+    au_tensor patches; /* [N, in_dim*pt*ph*pw] gemm_in */
     au_tensor x;       /* [N, D] float32 residual stream */
     au_tensor mod;     /* [6, D] float32 block modulation */
     au_tensor h;       /* [N, D] gemm_in: normalised input of q/k/v or ffn0 */
@@ -83,7 +88,10 @@ typedef struct dit_scratch {
     au_tensor attn;    /* [N, D] gemm_in: attention output, input of o */
     au_tensor y;       /* [N, D] act: a branch output before it joins x */
     au_tensor ffn;     /* [N, ffn_dim] gemm_in */
-} dit_scratch;
+    au_tensor head_mod;    /* [2, D] float32 */
+    au_tensor head_in;     /* [N, D] float32 */
+    au_tensor head_out;    /* [N, out_dim*pt*ph*pw] float32 */
+} dit_plan;
 
 /* Run expr; on failure prefix the error with what and jump to fail. */
 #define DIT_TRY(expr, ...)                                                                         \
@@ -165,7 +173,7 @@ static int dit_config_check(const dit_config *c, au_err *err) {
 /* ---- loading ---- */
 
 #define DIT_SPECS_GLOBAL 15
-#define DIT_SPECS_PER_BLOCK 25
+#define DIT_SPECS_PER_BLOCK 27
 
 static int dit_add(au_weight_spec *specs, int *n, int cap, au_tensor *dst, au_weight_kind kind, int ndim,
                    const int64_t *shape, const char *name, au_err *err) {
@@ -259,7 +267,6 @@ int dit_load(wan_dit **out, au_backend *be, const st_set *st, const dit_config *
         return au_errf(err, AU_ENOMEM, "dit: model struct");
     d->be = be;
     d->cfg = *cfg;
-    d->st = st;
     d->blocks = calloc((size_t)cfg->num_layers, sizeof *d->blocks);
     d->host_sinusoid = malloc((size_t)cfg->freq_dim * sizeof(float));
     int cap = DIT_SPECS_GLOBAL + DIT_SPECS_PER_BLOCK * cfg->num_layers, n = 0;
@@ -408,64 +415,69 @@ fail:
     return rc < 0 ? au_err_prefix(err, "dit rope") : 0;
 }
 
-/* e [1, D] and e0 [6, D], float32, from timestep t. */
-static int dit_time_embed(wan_dit *d, au_arena *act, float t, au_tensor *e, au_tensor *e0, au_err *err) {
-    au_backend *be = d->be;
-    const dit_config *c = &d->cfg;
-    au_tensor sinus, hidden, e_silu, e0_flat;
-    int rc = 0;
-    dit_time_sinusoid(d->host_sinusoid, c->freq_dim, (double)t);
-    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->freq_dim, &sinus, err), "time");
-    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->dim, &hidden, err), "time");
-    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->dim, e, err), "time");
-    DIT_TRY(dit_tensor2(act, AU_F32, 1, c->dim, &e_silu, err), "time");
-    DIT_TRY(dit_tensor2(act, AU_F32, 1, 6 * (int64_t)c->dim, &e0_flat, err), "time");
-    DIT_TRY(be_upload(be, &sinus, d->host_sinusoid, err), "time: upload sinusoid");
-    DIT_TRY(be_linear(be, &hidden, &sinus, &d->time0.w, &d->time0.b, AU_ACT_SILU, err), "time_embedding.0");
-    DIT_TRY(be_linear(be, e, &hidden, &d->time2.w, &d->time2.b, AU_ACT_NONE, err), "time_embedding.2");
-    DIT_TRY(be_activate(be, &e_silu, e, AU_ACT_SILU, err), "time_projection.0");
-    DIT_TRY(be_linear(be, &e0_flat, &e_silu, &d->tproj.w, &d->tproj.b, AU_ACT_NONE, err), "time_projection.1");
-    const int64_t shape6[2] = {6, c->dim};
-    if (au_reshape(&e0_flat, 2, shape6, e0) < 0)
-        rc = au_errf(err, AU_EINTERNAL, "time: e0 view");
-fail:
-    return rc;
-}
-
-static int dit_scratch_alloc(const wan_dit *d, au_arena *act, int64_t n_tok, dit_scratch *s, au_err *err) {
+/* Take every activation of a forward over n_tok tokens from act. */
+static int dit_plan_alloc(const wan_dit *d, au_arena *act, int64_t n_tok, dit_plan *p, au_err *err) {
     const au_backend *be = d->be;
-    const int64_t D = d->cfg.dim;
+    const dit_config *c = &d->cfg;
+    const int64_t D = c->dim, pv = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
+    const au_dtype gin = be->gemm_in_dtype, av = be->act_dtype;
     int rc = 0;
-    AU_TRY(dit_tensor2(act, AU_F32, n_tok, D, &s->x, err));
-    AU_TRY(dit_tensor2(act, AU_F32, 6, D, &s->mod, err));
-    AU_TRY(dit_tensor2(act, be->gemm_in_dtype, n_tok, D, &s->h, err));
-    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->q, err));
-    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->k, err));
-    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->v, err));
-    AU_TRY(dit_tensor2(act, be->gemm_in_dtype, n_tok, D, &s->attn, err));
-    AU_TRY(dit_tensor2(act, be->act_dtype, n_tok, D, &s->y, err));
-    AU_TRY(dit_tensor2(act, be->gemm_in_dtype, n_tok, d->cfg.ffn_dim, &s->ffn, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 1, c->freq_dim, &p->sinus, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 1, D, &p->e_hid, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 1, D, &p->e, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 1, D, &p->e_silu, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->e0, err));
+    AU_TRY(dit_tensor2(act, gin, n_tok, c->in_dim * pv, &p->patches, err));
+    AU_TRY(dit_tensor2(act, AU_F32, n_tok, D, &p->x, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->mod, err));
+    AU_TRY(dit_tensor2(act, gin, n_tok, D, &p->h, err));
+    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->q, err));
+    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->k, err));
+    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->v, err));
+    AU_TRY(dit_tensor2(act, gin, n_tok, D, &p->attn, err));
+    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->y, err));
+    AU_TRY(dit_tensor2(act, gin, n_tok, c->ffn_dim, &p->ffn, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 2, D, &p->head_mod, err));
+    AU_TRY(dit_tensor2(act, AU_F32, n_tok, D, &p->head_in, err));
+    AU_TRY(dit_tensor2(act, AU_F32, n_tok, c->out_dim * pv, &p->head_out, err));
 fail:
     return rc < 0 ? au_err_prefix(err, "activations for %lld tokens", (long long)n_tok) : 0;
 }
 
-/* x = Linear_patch(patchify(latent)), into the float32 residual s->x. */
-static int dit_patch_embed(wan_dit *d, au_arena *act, const au_tensor *latent, dit_scratch *s, au_err *err) {
+/* p->e [1, D] and p->e0 [6, D], float32, from timestep t. */
+static int dit_time_embed(wan_dit *d, dit_plan *p, float t, au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
-    au_tensor patches;
     int rc = 0;
-    int64_t cols = (int64_t)c->in_dim * c->patch[0] * c->patch[1] * c->patch[2];
-    DIT_TRY(dit_tensor2(act, be->gemm_in_dtype, s->x.shape[0], cols, &patches, err), "patch_embedding");
-    DIT_TRY(be_patchify(be, &patches, latent, c->patch[0], c->patch[1], c->patch[2], err), "patchify");
-    DIT_TRY(be_linear(be, &s->y, &patches, &d->patch.w, &d->patch.b, AU_ACT_NONE, err), "patch_embedding");
-    DIT_TRY(be_copy(be, &s->x, &s->y, err), "patch_embedding: to residual");
+    dit_time_sinusoid(d->host_sinusoid, c->freq_dim, (double)t);
+    DIT_TRY(be_upload(be, &p->sinus, d->host_sinusoid, err), "time: upload sinusoid");
+    DIT_TRY(be_linear(be, &p->e_hid, &p->sinus, &d->time0.w, &d->time0.b, AU_ACT_SILU, err), "time_embedding.0");
+    DIT_TRY(be_linear(be, &p->e, &p->e_hid, &d->time2.w, &d->time2.b, AU_ACT_NONE, err), "time_embedding.2");
+    DIT_TRY(be_activate(be, &p->e_silu, &p->e, AU_ACT_SILU, err), "time_projection.0");
+    /* e0 is [6, D]; the linear writes the same 6D values as a [1, 6D] row. */
+    const int64_t flat[2] = {1, 6 * (int64_t)c->dim};
+    au_tensor e0_flat;
+    if (au_reshape(&p->e0, 2, flat, &e0_flat) < 0)
+        return au_errf(err, AU_EINTERNAL, "time: e0 view");
+    DIT_TRY(be_linear(be, &e0_flat, &p->e_silu, &d->tproj.w, &d->tproj.b, AU_ACT_NONE, err), "time_projection.1");
 fail:
     return rc;
 }
 
-static int dit_block_forward(wan_dit *d, const dit_block *b, dit_scratch *s, const au_tensor *e0,
-                             const au_tensor *text_k, const au_tensor *text_v, au_err *err) {
+/* x = Linear_patch(patchify(latent)), into the float32 residual p->x. */
+static int dit_patch_embed(wan_dit *d, const au_tensor *latent, dit_plan *p, au_err *err) {
+    au_backend *be = d->be;
+    const dit_config *c = &d->cfg;
+    int rc = 0;
+    DIT_TRY(be_patchify(be, &p->patches, latent, c->patch[0], c->patch[1], c->patch[2], err), "patchify");
+    DIT_TRY(be_linear(be, &p->y, &p->patches, &d->patch.w, &d->patch.b, AU_ACT_NONE, err), "patch_embedding");
+    DIT_TRY(be_copy(be, &p->x, &p->y, err), "patch_embedding: to residual");
+fail:
+    return rc;
+}
+
+static int dit_block_forward(wan_dit *d, const dit_block *b, dit_plan *p, const au_tensor *text_k,
+                             const au_tensor *text_v, au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
     const int heads = c->num_heads;
@@ -474,57 +486,51 @@ static int dit_block_forward(wan_dit *d, const dit_block *b, dit_scratch *s, con
     int rc = 0;
     au_tensor m[6];
 
-    DIT_TRY(be_add(be, &s->mod, &b->modulation, e0, err), "modulation");
+    DIT_TRY(be_add(be, &p->mod, &b->modulation, &p->e0, err), "modulation");
     for (int j = 0; j < 6; j++)
-        m[j] = dit_row(&s->mod, j);
+        m[j] = dit_row(&p->mod, j);
 
     /* self-attention on LN(x)(1 + m1) + m0 */
-    DIT_TRY(be_layernorm(be, &s->h, &s->x, NULL, NULL, &m[0], &m[1], eps, err), "norm1");
-    DIT_TRY(be_linear(be, &s->q, &s->h, &b->sa_q.w, &b->sa_q.b, AU_ACT_NONE, err), "self_attn.q");
-    DIT_TRY(be_rmsnorm(be, &s->q, &s->q, &b->sa_norm_q, eps, err), "self_attn.norm_q");
-    DIT_TRY(be_rope(be, &s->q, &d->rope, heads, err), "self_attn rope q");
-    DIT_TRY(be_linear(be, &s->k, &s->h, &b->sa_k.w, &b->sa_k.b, AU_ACT_NONE, err), "self_attn.k");
-    DIT_TRY(be_rmsnorm(be, &s->k, &s->k, &b->sa_norm_k, eps, err), "self_attn.norm_k");
-    DIT_TRY(be_rope(be, &s->k, &d->rope, heads, err), "self_attn rope k");
-    DIT_TRY(be_linear(be, &s->v, &s->h, &b->sa_v.w, &b->sa_v.b, AU_ACT_NONE, err), "self_attn.v");
-    DIT_TRY(be_attention(be, &s->attn, &s->q, &s->k, &s->v, heads, scale, NULL, err), "self_attn");
-    DIT_TRY(be_linear(be, &s->y, &s->attn, &b->sa_o.w, &b->sa_o.b, AU_ACT_NONE, err), "self_attn.o");
-    DIT_TRY(be_add_gated(be, &s->x, &s->y, &m[2], err), "self_attn residual");
+    DIT_TRY(be_layernorm(be, &p->h, &p->x, NULL, NULL, &m[0], &m[1], eps, err), "norm1");
+    DIT_TRY(be_linear(be, &p->q, &p->h, &b->sa_q.w, &b->sa_q.b, AU_ACT_NONE, err), "self_attn.q");
+    DIT_TRY(be_rmsnorm(be, &p->q, &p->q, &b->sa_norm_q, eps, err), "self_attn.norm_q");
+    DIT_TRY(be_rope(be, &p->q, &d->rope, heads, err), "self_attn rope q");
+    DIT_TRY(be_linear(be, &p->k, &p->h, &b->sa_k.w, &b->sa_k.b, AU_ACT_NONE, err), "self_attn.k");
+    DIT_TRY(be_rmsnorm(be, &p->k, &p->k, &b->sa_norm_k, eps, err), "self_attn.norm_k");
+    DIT_TRY(be_rope(be, &p->k, &d->rope, heads, err), "self_attn rope k");
+    DIT_TRY(be_linear(be, &p->v, &p->h, &b->sa_v.w, &b->sa_v.b, AU_ACT_NONE, err), "self_attn.v");
+    DIT_TRY(be_attention(be, &p->attn, &p->q, &p->k, &p->v, heads, scale, NULL, err), "self_attn");
+    DIT_TRY(be_linear(be, &p->y, &p->attn, &b->sa_o.w, &b->sa_o.b, AU_ACT_NONE, err), "self_attn.o");
+    DIT_TRY(be_add_gated(be, &p->x, &p->y, &m[2], err), "self_attn residual");
 
     /* cross-attention: queries from norm3(x), keys/values precomputed from the text */
-    DIT_TRY(be_layernorm(be, &s->h, &s->x, &b->norm3_w, &b->norm3_b, NULL, NULL, eps, err), "norm3");
-    DIT_TRY(be_linear(be, &s->q, &s->h, &b->ca_q.w, &b->ca_q.b, AU_ACT_NONE, err), "cross_attn.q");
-    DIT_TRY(be_rmsnorm(be, &s->q, &s->q, &b->ca_norm_q, eps, err), "cross_attn.norm_q");
-    DIT_TRY(be_attention(be, &s->attn, &s->q, text_k, text_v, heads, scale, NULL, err), "cross_attn");
-    DIT_TRY(be_linear(be, &s->y, &s->attn, &b->ca_o.w, &b->ca_o.b, AU_ACT_NONE, err), "cross_attn.o");
-    DIT_TRY(be_add_gated(be, &s->x, &s->y, NULL, err), "cross_attn residual");
+    DIT_TRY(be_layernorm(be, &p->h, &p->x, &b->norm3_w, &b->norm3_b, NULL, NULL, eps, err), "norm3");
+    DIT_TRY(be_linear(be, &p->q, &p->h, &b->ca_q.w, &b->ca_q.b, AU_ACT_NONE, err), "cross_attn.q");
+    DIT_TRY(be_rmsnorm(be, &p->q, &p->q, &b->ca_norm_q, eps, err), "cross_attn.norm_q");
+    DIT_TRY(be_attention(be, &p->attn, &p->q, text_k, text_v, heads, scale, NULL, err), "cross_attn");
+    DIT_TRY(be_linear(be, &p->y, &p->attn, &b->ca_o.w, &b->ca_o.b, AU_ACT_NONE, err), "cross_attn.o");
+    DIT_TRY(be_add_gated(be, &p->x, &p->y, NULL, err), "cross_attn residual");
 
     /* FFN on LN(x)(1 + m4) + m3 */
-    DIT_TRY(be_layernorm(be, &s->h, &s->x, NULL, NULL, &m[3], &m[4], eps, err), "norm2");
-    DIT_TRY(be_linear(be, &s->ffn, &s->h, &b->ffn0.w, &b->ffn0.b, AU_ACT_GELU_TANH, err), "ffn.0");
-    DIT_TRY(be_linear(be, &s->y, &s->ffn, &b->ffn2.w, &b->ffn2.b, AU_ACT_NONE, err), "ffn.2");
-    DIT_TRY(be_add_gated(be, &s->x, &s->y, &m[5], err), "ffn residual");
+    DIT_TRY(be_layernorm(be, &p->h, &p->x, NULL, NULL, &m[3], &m[4], eps, err), "norm2");
+    DIT_TRY(be_linear(be, &p->ffn, &p->h, &b->ffn0.w, &b->ffn0.b, AU_ACT_GELU_TANH, err), "ffn.0");
+    DIT_TRY(be_linear(be, &p->y, &p->ffn, &b->ffn2.w, &b->ffn2.b, AU_ACT_NONE, err), "ffn.2");
+    DIT_TRY(be_add_gated(be, &p->x, &p->y, &m[5], err), "ffn residual");
 fail:
     return rc;
 }
 
 /* out = unpatchify(W_head (LN(x)(1 + n1) + n0)), n = head.modulation + e, all float32. */
-static int dit_head_forward(wan_dit *d, au_arena *act, dit_scratch *s, const au_tensor *e, au_tensor *out,
-                            au_err *err) {
+static int dit_head_forward(wan_dit *d, dit_plan *p, au_tensor *out, au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
-    const int64_t n_tok = s->x.shape[0];
-    au_tensor mod, normed, tokens;
     int rc = 0;
-    DIT_TRY(dit_tensor2(act, AU_F32, 2, c->dim, &mod, err), "head");
-    DIT_TRY(dit_tensor2(act, AU_F32, n_tok, c->dim, &normed, err), "head");
-    DIT_TRY(dit_tensor2(act, AU_F32, n_tok, d->head.w.shape[0], &tokens, err), "head");
-    au_tensor e_vec = dit_row(e, 0);
-    DIT_TRY(be_add(be, &mod, &d->head_mod, &e_vec, err), "head.modulation");
-    au_tensor n0 = dit_row(&mod, 0), n1 = dit_row(&mod, 1);
-    DIT_TRY(be_layernorm(be, &normed, &s->x, NULL, NULL, &n0, &n1, c->eps, err), "head.norm");
-    DIT_TRY(be_linear(be, &tokens, &normed, &d->head.w, &d->head.b, AU_ACT_NONE, err), "head.head");
-    DIT_TRY(be_unpatchify(be, out, &tokens, c->patch[0], c->patch[1], c->patch[2], err), "unpatchify");
+    au_tensor e_vec = dit_row(&p->e, 0);
+    DIT_TRY(be_add(be, &p->head_mod, &d->head_mod, &e_vec, err), "head.modulation");
+    au_tensor n0 = dit_row(&p->head_mod, 0), n1 = dit_row(&p->head_mod, 1);
+    DIT_TRY(be_layernorm(be, &p->head_in, &p->x, NULL, NULL, &n0, &n1, c->eps, err), "head.norm");
+    DIT_TRY(be_linear(be, &p->head_out, &p->head_in, &d->head.w, &d->head.b, AU_ACT_NONE, err), "head.head");
+    DIT_TRY(be_unpatchify(be, out, &p->head_out, c->patch[0], c->patch[1], c->patch[2], err), "unpatchify");
 fail:
     return rc;
 }
@@ -547,6 +553,8 @@ static int dit_check_io(const wan_dit *d, const au_arena *act, const au_tensor *
                        (long long)x->shape[2], (long long)x->shape[3]);
     if (!text || text->owner != d || text->n_layers != c->num_layers)
         return au_errf(err, AU_EINVAL, "dit: text conditioning was not prepared by this model");
+    if (be_arena_backend(act) != d->be)
+        return au_errf(err, AU_EINVAL, "dit: activation arena belongs to another backend");
     if (text->arena == act)
         return au_errf(err, AU_EINVAL, "dit: text conditioning lives in the activation arena, which forward resets");
     return 0;
@@ -561,21 +569,27 @@ int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const di
     const int grid[3] = {(int)(x->shape[1] / c->patch[0]), (int)(x->shape[2] / c->patch[1]),
                          (int)(x->shape[3] / c->patch[2])};
     const int64_t n_tok = (int64_t)grid[0] * grid[1] * grid[2];
-    dit_scratch s;
-    au_tensor e, e0;
+    dit_plan p;
+    /* Plan first. If the arena had to grow, plan again after a reset, which merges
+     * its chunks into one: the next forward of these shapes then allocates nothing. */
     be_arena_reset(act);
+    uint64_t chunks = be_arena_chunk_allocs(act);
+    AU_TRY(dit_plan_alloc(d, act, n_tok, &p, err));
+    if (be_arena_chunk_allocs(act) != chunks) {
+        be_arena_reset(act);
+        AU_TRY(dit_plan_alloc(d, act, n_tok, &p, err));
+    }
     AU_TRY(dit_rope_ensure(d, grid, err));
-    AU_TRY(dit_time_embed(d, act, t, &e, &e0, err));
-    AU_TRY(dit_scratch_alloc(d, act, n_tok, &s, err));
-    AU_TRY(dit_patch_embed(d, act, x, &s, err));
+    AU_TRY(dit_time_embed(d, &p, t, err));
+    AU_TRY(dit_patch_embed(d, x, &p, err));
     for (int i = 0; i < c->num_layers; i++) {
-        rc = dit_block_forward(d, &d->blocks[i], &s, &e0, &text->kv[2 * i], &text->kv[2 * i + 1], err);
+        rc = dit_block_forward(d, &d->blocks[i], &p, &text->kv[2 * i], &text->kv[2 * i + 1], err);
         if (rc < 0) {
             au_err_prefix(err, "block %d", i);
             goto fail;
         }
     }
-    AU_TRY(dit_head_forward(d, act, &s, &e, out, err));
+    AU_TRY(dit_head_forward(d, &p, out, err));
     return 0;
 fail:
     return au_err_prefix(err, "dit forward");
