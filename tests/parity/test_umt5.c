@@ -4,7 +4,10 @@
  * tests/golden/umt5/: config.json (hyper-parameters, HF or official key names),
  * weights.safetensors (HF T5 names), io.safetensors (`ids` int32 [L], `context` f32
  * [L, dim] from the reference). The config inferred from the weight shapes must agree
- * with config.json, and max|out - context| / max|context| must stay below 1e-4.
+ * with config.json, and max|out - context| / max|context| must stay below 1e-4, both for
+ * the whole encoder and for the encoder cut after each block (compared with the golden's
+ * `block.N` rows put through the final norm), so a failure names the first block that
+ * diverges.
  * Exits 77 ("skipped: golden missing") when the golden files are absent.
  */
 #include <jansson.h>
@@ -78,6 +81,66 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* max|got - expect| / max|expect| over count values; *worst_row gets the row of the largest
+ * difference for rows of row_len values. */
+static double max_rel_error(const float *got, const float *expect, int64_t count, int row_len, int *worst_row) {
+    double max_diff = 0, max_ref = 0;
+    for (int64_t i = 0; i < count; i++) {
+        double d = fabs((double)got[i] - expect[i]);
+        if (d > max_diff) {
+            max_diff = d;
+            *worst_row = (int)(i / row_len);
+        }
+        max_ref = fmax(max_ref, fabs(expect[i]));
+    }
+    return max_diff / max_ref;
+}
+
+/* The golden's output of block `layer` followed by the final norm: what a model cut
+ * after that block must give. */
+static void golden_cut(const st_set *io, const st_set *st, const umt5_config *c, int layer, int n, float *out) {
+    char name[32];
+    snprintf(name, sizeof name, "block.%d", layer);
+    const au_tensor *x = st_get(io, name);
+    CHECK(x && x->dtype == AU_F32 && au_numel(x) == (int64_t)n * c->dim, "%s: expected f32 [%d, %d]", name, n,
+          c->dim);
+    const au_tensor *w = st_get(st, "encoder.final_layer_norm.weight");
+    CHECK(w && au_numel(w) == c->dim, "encoder.final_layer_norm.weight missing");
+    float *gamma = malloc(sizeof(float) * (size_t)c->dim);
+    CHECK(gamma && au_convert_to_f32(gamma, w->data, w->dtype, c->dim) == 0, "final norm weight");
+    const float *xs = x->data;
+    for (int i = 0; i < n; i++) {
+        const float *row = xs + (size_t)i * c->dim;
+        double ss = 0;
+        for (int j = 0; j < c->dim; j++)
+            ss += (double)row[j] * row[j];
+        double r = 1.0 / sqrt(ss / c->dim + c->eps);
+        for (int j = 0; j < c->dim; j++)
+            out[(size_t)i * c->dim + j] = (float)(row[j] * r * gamma[j]);
+    }
+    free(gamma);
+}
+
+/* Load the first n_layers blocks of st and encode ids into got (host). */
+static void encode_cut(au_backend *be, const st_set *st, const umt5_config *full, int n_layers, const int32_t *ids,
+                       int n, float *got) {
+    au_err err = {0};
+    umt5_config c = *full;
+    c.num_layers = n_layers;
+    umt5 *m = NULL;
+    CHECK(umt5_load(&m, be, st, &c, &err) == 0, "%s", err.msg);
+    au_arena *act = be_arena_create(be, 1 << 20), *outs = be_arena_create(be, 1 << 20);
+    CHECK(act && outs, "arena");
+    int64_t shape[2] = {n, c.dim};
+    au_tensor out;
+    CHECK(be_arena_tensor(outs, AU_F32, 2, shape, &out, &err) == 0, "%s", err.msg);
+    CHECK(umt5_encode(m, act, ids, n, &out, &err) == 0, "%s", err.msg);
+    CHECK(be_download(be, got, &out, &err) == 0, "%s", err.msg);
+    be_arena_destroy(act);
+    be_arena_destroy(outs);
+    umt5_free(m);
+}
+
 int main(void) {
     const char *src = getenv("AUTEUR_SOURCE_DIR");
     char dir[512], cfg_path[600], w_path[600], io_path[600];
@@ -131,19 +194,26 @@ int main(void) {
     float *got = malloc(sizeof(float) * (size_t)n * cfg.dim);
     CHECK(got, "out of memory");
     CHECK(be_download(be, got, &out, &err) == 0, "%s", err.msg);
-    double max_diff = 0, max_ref = 0;
-    int worst = 0;
-    for (int64_t i = 0; i < (int64_t)n * cfg.dim; i++) {
-        double d = fabs((double)got[i] - expect[i]);
-        if (d > max_diff) {
-            max_diff = d;
-            worst = (int)(i / cfg.dim);
-        }
-        max_ref = fmax(max_ref, fabs(expect[i]));
+
+    /* Layer by layer first, so that a failure names the first block that diverges: the
+     * model cut after block k, against the golden's block k output with the final norm. */
+    float *cut = malloc(sizeof(float) * (size_t)n * cfg.dim), *cut_ref = malloc(sizeof(float) * (size_t)n * cfg.dim);
+    CHECK(cut && cut_ref, "out of memory");
+    for (int k = 0; k < cfg.num_layers - 1; k++) {
+        encode_cut(be, st, &cfg, k + 1, ids_t->data, n, cut);
+        golden_cut(io, st, &cfg, k, n, cut_ref);
+        int worst = 0;
+        double rel = max_rel_error(cut, cut_ref, (int64_t)n * cfg.dim, cfg.dim, &worst);
+        printf("after block %d: max rel error %.3g (worst token %d)\n", k, rel, worst);
+        CHECK(rel < 1e-4, "block %d diverges: max rel error %g >= 1e-4", k, rel);
     }
-    double rel = max_diff / max_ref;
-    printf("umt5 %d tokens: max rel error %.3g (max abs diff %.3g at token %d, max |ref| %.3g), %.3f s\n", n, rel,
-           max_diff, worst, max_ref, seconds);
+    free(cut);
+    free(cut_ref);
+
+    int worst = 0;
+    double rel = max_rel_error(got, expect, (int64_t)n * cfg.dim, cfg.dim, &worst);
+    printf("umt5 %d tokens, %d blocks: max rel error %.3g (worst token %d), %.3f s\n", n, cfg.num_layers, rel,
+           worst, seconds);
     CHECK(rel < 1e-4, "max rel error %g >= 1e-4", rel);
 
     /* A second identical encode allocates nothing and repeats the result exactly. */
