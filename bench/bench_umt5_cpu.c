@@ -170,7 +170,7 @@ int main(int argc, char **argv) {
     }
     bench_row rows[2] = {
         {"tiny", {1000, 256, 32, 8, 640, 4, 32, 128, 1e-6f}, 10},
-        {"xxl-shape", {4096, 4096, 64, 64, 10240, xxl_layers, 32, 128, 1e-6f}, 2},
+        {"xxl-shape", {4096, 4096, 64, 64, 10240, xxl_layers, 32, 128, 1e-6f}, 3},
     };
     printf("UMT5 encode of %d tokens, CPU backend (%s threads), bf16 weights\n", N_TOKENS,
            threads ? argv[2] : "all");
