@@ -222,10 +222,10 @@ int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *c
         goto fail;
     }
 
-    /* HF files name the embedding shared.weight or encoder.embed_tokens.weight. */
+    /* HF files name the embedding shared.weight or encoder.embed_tokens.weight: expect the
+     * one present (shared.weight if neither is), with the official name as the alternative. */
     int which = 0;
-    if (!find_any(st, embed_names, 2, &which))
-        which = 0;
+    find_any(st, embed_names, 2, &which);
     int64_t emb_shape[2] = {c->vocab, c->dim};
     au_weight_spec *s = weights_add(specs, &n, cap, &m->embed, AU_W_EMBED, 2, emb_shape, "%s", embed_names[which]);
     snprintf(s->alt_name, sizeof s->alt_name, "%s", embed_names[2]);
