@@ -54,8 +54,10 @@ typedef struct au_backend_ops {
     /* memory */
     void *(*mem_alloc)(au_backend *be, size_t bytes); /* NULL on failure */
     void (*mem_free)(au_backend *be, void *ptr);
-    int (*upload)(au_backend *be, au_tensor *dst, const void *host_src, au_err *err);    /* au_nbytes(dst) bytes */
-    int (*download)(au_backend *be, void *host_dst, const au_tensor *src, au_err *err);  /* au_nbytes(src) bytes */
+    /* upload: au_nbytes(dst) bytes; host_src may be reused as soon as it returns.
+     * download: au_nbytes(src) bytes; waits for the work that produces src. */
+    int (*upload)(au_backend *be, au_tensor *dst, const void *host_src, au_err *err);
+    int (*download)(au_backend *be, void *host_dst, const au_tensor *src, au_err *err);
     int (*sync)(au_backend *be, au_err *err);
 
     /* Size in bytes that weight_load will take from the arena for src. */
