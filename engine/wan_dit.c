@@ -13,7 +13,7 @@
  * split into heads; attention scale 1/sqrt(hd), no mask (all text_len text rows are
  * keys, zero padding included after the text MLP). The patch weight [D, C, pt, ph, pw]
  * is used as a linear [D, C*pt*ph*pw] (patchify's column order is (c, kt, kh, kw)); the
- * head's 64 outputs per token are ordered (kt, kh, kw, c), as unpatchify expects.
+ * head's out_dim*pt*ph*pw outputs per token are ordered (kt, kh, kw, c), as unpatchify expects.
  *
  * Dtypes: tensors that only feed a linear are allocated in be->gemm_in_dtype, other
  * activations in be->act_dtype; the residual stream, time embedding, modulation and
@@ -88,9 +88,9 @@ typedef struct dit_plan {
     au_tensor attn;    /* [N, D] gemm_in: attention output, input of o */
     au_tensor y;       /* [N, D] act: a branch output before it joins x */
     au_tensor ffn;     /* [N, ffn_dim] gemm_in */
-    au_tensor head_mod;    /* [2, D] float32 */
-    au_tensor head_in;     /* [N, D] float32 */
-    au_tensor head_out;    /* [N, out_dim*pt*ph*pw] float32 */
+    au_tensor head_mod; /* [2, D] float32 */
+    au_tensor head_in;  /* [N, D] float32 */
+    au_tensor head_out; /* [N, out_dim*pt*ph*pw] float32 */
 } dit_plan;
 
 /* Run expr; on failure prefix the error with what and jump to fail. */
