@@ -338,30 +338,46 @@ static int load_diag(wan_vae *v, vae_conv *c, float host[2][16 * 16], const floa
     return rc < 0 ? au_err_prefix(err, "vae latent normalisation") : 0;
 }
 
-int vae_load(wan_vae **out, au_backend *be, const st_set *st, const vae_config *cfg, au_err *err) {
-    *out = NULL;
-    int rc = config_check(cfg, err);
-    if (rc < 0)
+/* The model's tensor table (layout first): shared by the loader and vae_list_tensors. */
+static int vae_table(wan_vae *v, spec_list *s, au_err *err) {
+    int rc, z = v->cfg.z_dim;
+    if ((rc = config_check(&v->cfg, err)) < 0 || (rc = build_layout(v, err)) < 0)
         return rc;
+    s->cap = 8 * (v->enc.n_layers + v->dec.n_layers) + 16;
+    s->v = calloc((size_t)s->cap, sizeof *s->v);
+    if (!s->v)
+        return au_errf(err, AU_ENOMEM, "vae: tensor table");
+    if ((rc = add_coder(v, s, &v->enc, err)) < 0 || (rc = add_coder(v, s, &v->dec, err)) < 0 ||
+        (rc = add_conv(v, s, &v->quant, "conv1", 2 * z, 2 * z, 3, k111, 0, err)) < 0)
+        return rc;
+    return add_conv(v, s, &v->post_quant, "conv2", z, z, 3, k111, 0, err);
+}
+
+int vae_list_tensors(const vae_config *cfg, vae_tensor_fn fn, void *user, au_err *err) {
     wan_vae *v = calloc(1, sizeof *v);
     spec_list s = {0};
+    if (!v)
+        return au_errf(err, AU_ENOMEM, "vae: model struct");
+    v->cfg = *cfg;
+    int rc = vae_table(v, &s, err);
+    for (int i = 0; rc == 0 && i < s.n; i++)
+        fn(s.v[i].name, s.v[i].ndim, s.v[i].shape, user);
+    free(s.v);
+    vae_free(v);
+    return rc;
+}
+
+int vae_load(wan_vae **out, au_backend *be, const st_set *st, const vae_config *cfg, au_err *err) {
+    *out = NULL;
+    wan_vae *v = calloc(1, sizeof *v);
+    spec_list s = {0};
+    int rc, z = cfg->z_dim;
     if (!v)
         return au_errf(err, AU_ENOMEM, "vae: model struct");
     v->be = be;
     v->st = st;
     v->cfg = *cfg;
-    if ((rc = build_layout(v, err)) < 0)
-        goto fail;
-    s.cap = 8 * (v->enc.n_layers + v->dec.n_layers) + 16;
-    s.v = calloc((size_t)s.cap, sizeof *s.v);
-    if (!s.v) {
-        rc = au_errf(err, AU_ENOMEM, "vae: tensor table");
-        goto fail;
-    }
-    int z = cfg->z_dim;
-    if ((rc = add_coder(v, &s, &v->enc, err)) < 0 || (rc = add_coder(v, &s, &v->dec, err)) < 0 ||
-        (rc = add_conv(v, &s, &v->quant, "conv1", 2 * z, 2 * z, 3, k111, 0, err)) < 0 ||
-        (rc = add_conv(v, &s, &v->post_quant, "conv2", z, z, 3, k111, 0, err)) < 0)
+    if ((rc = vae_table(v, &s, err)) < 0)
         goto fail;
     if ((rc = weights_check(st, s.v, s.n, err)) < 0)
         goto fail;

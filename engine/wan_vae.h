@@ -44,6 +44,9 @@ typedef struct wan_vae wan_vae;
 /* Check every tensor (name and shape) against cfg, then load them into a weight arena of be. */
 int vae_load(wan_vae **out, au_backend *be, const st_set *st, const vae_config *cfg, au_err *err);
 void vae_free(wan_vae *v);
+/* The tensors a VAE of config cfg reads, in load order, with their shapes in the file. */
+typedef void (*vae_tensor_fn)(const char *name, int ndim, const int64_t *shape, void *user);
+int vae_list_tensors(const vae_config *cfg, vae_tensor_fn fn, void *user, au_err *err);
 const vae_config *vae_get_config(const wan_vae *v);
 
 /* z [z_dim, F, h, w] float32 normalized latent -> video [3, 1+4(F-1), 8h, 8w] float32 in

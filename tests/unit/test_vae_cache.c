@@ -13,6 +13,7 @@
  *    the frames decoded from the later chunks;
  *  - a second identical decode is bit-identical and makes no backend allocation, and
  *    vae_plan_decode predicts the memory the decode used;
+ *  - vae_list_tensors gives the same names and shapes as the list here;
  *  - wrong shapes are refused; a missing or misshapen tensor fails naming it.
  */
 #include <math.h>
@@ -153,6 +154,20 @@ static void list_tensors(void) {
     conv3("conv2", Z, Z, 1, 1, 1);
 }
 
+/* vae_list_tensors must give exactly this list: each of its rows is looked up here. */
+static int listed;
+static void check_listed(const char *name, int ndim, const int64_t *shape, void *user) {
+    int found = 0;
+    for (int i = 0; i < n_tensors && !found; i++)
+        if (!strcmp(tensors[i].name, name)) {
+            CHECK(tensors[i].ndim == ndim && !memcmp(tensors[i].shape, shape, (size_t)ndim * sizeof *shape),
+                  "vae_list_tensors: %s has another shape", name);
+            found = 1;
+        }
+    CHECK(found, "vae_list_tensors: unexpected tensor %s", name);
+    listed++;
+}
+
 /* ---- random data ---- */
 
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
@@ -272,6 +287,9 @@ int main(void) {
     CHECK(vae_config_infer(st, &cfg, &err) == 0, "%s", err.msg);
     CHECK(cfg.dim == DIM && cfg.z_dim == Z && cfg.n_mult == NMULT && cfg.num_res_blocks == NRES,
           "inferred dim %d z_dim %d", cfg.dim, cfg.z_dim);
+    CHECK(vae_list_tensors(&cfg, check_listed, NULL, &err) == 0, "%s", err.msg);
+    CHECK(listed == n_tensors, "vae_list_tensors gave %d tensors, the module definitions %d", listed, n_tensors);
+    printf("tensor list: %d tensors, names and shapes as the module definitions\n", listed);
     CHECK(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
     wan_vae *v = NULL;
     CHECK(vae_load(&v, be, st, &cfg, &err) == 0, "%s", err.msg);
