@@ -17,14 +17,14 @@
 #endif
 
 #define GEMM_MR 6
-#define GEMM_NR 8
+#define GEMM_NR 16
 #define GEMM_KC 256
 #define GEMM_MC 192
 
-typedef float v8f __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
 
 /* bp[k][j] = op(B)[k0 + k, n0 + j], zero past nc columns. */
-static void pack_panel(const float *B, int64_t ldb, int b_trans, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
+static inline __attribute__((always_inline)) void pack_panel(const float *B, int64_t ldb, int b_trans, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
                        float *bp) {
     if (b_trans) {
         for (int64_t k = 0; k < kc; k++) {
@@ -48,18 +48,19 @@ static void pack_panel(const float *B, int64_t ldb, int b_trans, int64_t k0, int
 static inline __attribute__((always_inline)) void micro_kernel(int mr, int64_t kc, const float *A, int64_t lda,
                                                               const float *bp, float *C, int64_t ldc,
                                                               int64_t nc, int add) {
-    v8f acc[GEMM_MR];
+    v16f acc[GEMM_MR];
     for (int r = 0; r < mr; r++)
-        acc[r] = (v8f){0};
+        acc[r] = (v16f){0};
     for (int64_t k = 0; k < kc; k++) {
-        v8f b;
+        v16f b;
         memcpy(&b, bp + k * GEMM_NR, sizeof b);
         for (int r = 0; r < mr; r++)
             acc[r] += A[r * lda + k] * b;
     }
     for (int r = 0; r < mr; r++) {
         float out[GEMM_NR];
-        memcpy(out, &acc[r], sizeof out);
+        v16f sum = acc[r]; /* a copy, so acc never has its address taken and stays in registers */
+        memcpy(out, &sum, sizeof out);
         float *c = C + r * ldc;
         if (add)
             for (int64_t j = 0; j < nc; j++)
@@ -70,7 +71,7 @@ static inline __attribute__((always_inline)) void micro_kernel(int mr, int64_t k
     }
 }
 
-static void block_rows(int64_t mc, int64_t kc, const float *A, int64_t lda, const float *bp, float *C,
+static inline __attribute__((always_inline)) void block_rows(int64_t mc, int64_t kc, const float *A, int64_t lda, const float *bp, float *C,
                        int64_t ldc, int64_t nc, int add) {
     int64_t m = 0;
     for (; m + GEMM_MR <= mc; m += GEMM_MR)
@@ -85,13 +86,11 @@ static void block_rows(int64_t mc, int64_t kc, const float *A, int64_t lda, cons
     }
 }
 
-/* Built twice on x86-64 (AVX2+FMA and baseline), picked at load time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=haswell", "default")))
-#endif
-void cpu_gemm_own(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                  int b_trans, float *C, int64_t ldc, int accumulate) {
-    float bp[GEMM_KC * GEMM_NR] __attribute__((aligned(32)));
+/* The blocked loop nest; always inlined into the per-ISA entry points below. */
+static inline __attribute__((always_inline)) void gemm_own_body(int64_t M, int64_t N, int64_t K, const float *A,
+                                                               int64_t lda, const float *B, int64_t ldb, int b_trans,
+                                                               float *C, int64_t ldc, int accumulate) {
+    float bp[GEMM_KC * GEMM_NR] __attribute__((aligned(64)));
     if (K == 0) {
         if (!accumulate)
             for (int64_t m = 0; m < M; m++)
@@ -110,6 +109,37 @@ void cpu_gemm_own(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, 
             }
         }
     }
+}
+
+#define GEMM_OWN_ARGS                                                                                              \
+    int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, int b_trans, float *C, \
+        int64_t ldc, int accumulate
+
+static void gemm_own_generic(GEMM_OWN_ARGS) { gemm_own_body(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate); }
+
+/* x86-64: the same code compiled for AVX-512 and for AVX2+FMA, chosen by CPU features at
+ * run time (feature tests rather than "arch=" clones, which match Intel models only). */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx512f,avx2,fma"))) static void gemm_own_avx512(GEMM_OWN_ARGS) {
+    gemm_own_body(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
+}
+__attribute__((target("avx2,fma"))) static void gemm_own_avx2(GEMM_OWN_ARGS) {
+    gemm_own_body(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
+}
+#endif
+
+void cpu_gemm_own(GEMM_OWN_ARGS) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
+        gemm_own_avx512(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
+        return;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+        gemm_own_avx2(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
+        return;
+    }
+#endif
+    gemm_own_generic(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
 }
 
 void cpu_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
