@@ -360,12 +360,17 @@ int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_f
     AU_TRY(be_arena_tensor(p->job, AU_F32, 4, vshape, &video, err));
     AU_TRY(vae_decode(p->vae, p->vae_act, &x, &video, err));
     AU_TRY(video_to_frames(p, &video, out, err));
-    sampler_free(smp);
-    return 0;
+    rc = 0;
+    goto done;
 fail:
+    au_video_free(out);
+done:
     if (smp)
         sampler_free(smp);
-    au_video_free(out);
+    if (text_c)
+        dit_text_free(text_c);
+    if (text_u)
+        dit_text_free(text_u);
     return rc;
 }
 
