@@ -66,7 +66,6 @@ typedef struct vae_coder {
 
 struct wan_vae {
     au_backend *be;
-    const st_set *st;
     vae_config cfg;
     int t_factor, s_factor;     /* frames per latent frame after the first; pixels per latent */
     au_arena *weights, *caches;
@@ -206,13 +205,12 @@ static int add_layer(wan_vae *v, spec_list *s, vae_layer *L, au_err *err) {
     return 0;
 }
 
-static vae_layer *push_layer(vae_coder *cd, int kind, int cin, int cout, const char *group, int idx) {
+static void push_layer(vae_coder *cd, int kind, int cin, int cout, const char *group, int idx) {
     vae_layer *L = &cd->layers[cd->n_layers++];
     L->kind = kind;
     L->cin = cin;
     L->cout = cout;
     snprintf(L->name, sizeof L->name, "%s.%s.%d", cd->name, group, idx);
-    return L;
 }
 
 static void push_middle(vae_coder *cd, int c) {
@@ -375,7 +373,6 @@ int vae_load(wan_vae **out, au_backend *be, const st_set *st, const vae_config *
     if (!v)
         return au_errf(err, AU_ENOMEM, "vae: model struct");
     v->be = be;
-    v->st = st;
     v->cfg = *cfg;
     if ((rc = vae_table(v, &s, err)) < 0)
         goto fail;
@@ -445,9 +442,11 @@ typedef struct vae_run {
             return try_rc_;                                                                                        \
     } while (0)
 
+static size_t round256(size_t n) { return (n + 255) & ~(size_t)255; }
+
 static int rt_alloc(vae_run *r, int side, au_dtype dt, int ndim, const int64_t *shape, au_tensor *t) {
     *t = au_tensor_make(dt, NULL, ndim, shape);
-    size_t bytes = (au_nbytes(t) + 255) & ~(size_t)255;
+    size_t bytes = round256(au_nbytes(t));
     if (r->used[0] + r->used[1] + bytes > r->cap)
         return au_errf(r->err, AU_EINTERNAL, "vae: chunk working set exceeds its plan of %zu bytes", r->cap);
     size_t off = side == 0 ? r->used[0] : r->cap - r->used[1] - bytes;
@@ -763,8 +762,6 @@ static int encode_chunk(vae_run *r, const vae_job *job, int64_t i) {
     TRY(conv(r, &zn, &mu, &v->norm, k_s1, k_p0));
     return put_frames(r, job->out, i, &zn);
 }
-
-static size_t round256(size_t n) { return (n + 255) & ~(size_t)255; }
 
 /* Dry runs of the first and a later chunk: the chunk working set, the history shapes and bytes. */
 static int stream_plan(wan_vae *v, const vae_coder *cd, const vae_job *job, chunk_fn fn, size_t *chunk_bytes,
