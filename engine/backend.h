@@ -63,7 +63,10 @@ typedef struct au_backend_ops {
     /* Size in bytes that weight_load will take from the arena for src. */
     size_t (*weight_bytes)(au_backend *be, const au_tensor *src, au_weight_kind kind);
     /* Convert a host tensor (e.g. mmapped safetensors data, any file dtype; src_scale is
-     * its f32 per-row scale for f8 sources or NULL) into backend storage from arena. */
+     * its f32 per-row scale for f8 sources or NULL) into backend storage from arena.
+     * A backend may keep a reference to src->data instead of copying (the CPU backend does
+     * for matrices and embeddings), so the source must outlive the loaded weight.
+     * AU_W_MATRIX of more than 2 dims (convolution kernels) is never quantized to f8. */
     int (*weight_load)(au_backend *be, au_arena *arena, const au_tensor *src, const float *src_scale,
                        au_weight_kind kind, au_tensor *dst, au_err *err);
 
