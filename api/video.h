@@ -24,7 +24,7 @@
 #define API_ID_HEX 32
 #define API_ID_SIZE 48 /* buffer size for an id */
 #define API_FPS_MAX 120
-#define API_GUIDANCE_MAX 100.0
+#define API_GUIDANCE_MAX 50.0
 #define API_SHIFT_MAX 100.0
 
 typedef enum api_status { API_QUEUED = 0, API_IN_PROGRESS, API_COMPLETED, API_FAILED } api_status;

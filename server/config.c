@@ -1,7 +1,7 @@
 /* config.c - option tables and the one parser behind every subcommand (config.h).
  *
  * Order of precedence: flag > environment variable > default. Repeatable --api-key flags
- * replace the keys of AUTEUR_API_KEY (a comma-separated list) rather than adding to them.
+ * replace the keys of AUTEUR_API_KEYS (a comma-separated list) rather than adding to them.
  */
 #include "config.h"
 
@@ -206,7 +206,7 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
          "database and videos (default ./auteur-data)"},
         {"--model", NULL, "AUTEUR_MODEL", OPT_STR, c->model_dir, sizeof c->model_dir, 0, 0, NULL, "DIR",
          "model folder (default: the embedded tiny model)"},
-        {"--api-key", NULL, "AUTEUR_API_KEY", OPT_KEYS, c, 0, 0, 0, NULL, "KEY",
+        {"--api-key", NULL, "AUTEUR_API_KEYS", OPT_KEYS, c, 0, 0, 0, NULL, "KEY",
          "require this bearer key (repeatable; the variable takes a comma-separated list)"},
         {"--max-queue", NULL, "AUTEUR_MAX_QUEUE", OPT_INT, &c->max_queue, 0, 1, 1000000, NULL, "N",
          "unfinished jobs accepted before 429 (default 100)"},
@@ -250,12 +250,14 @@ int config_generate(generate_config *c, int argc, char **argv, au_err *err) {
          "duration, when --frames is not given"},
         {"--fps", NULL, NULL, OPT_INT, &c->fps, 0, 1, 120, NULL, "N", "frames per second (model default)"},
         {"--steps", NULL, NULL, OPT_INT, &c->steps, 0, 1, 10000, NULL, "N", "denoising steps (model default)"},
-        {"--guidance-scale", NULL, NULL, OPT_DOUBLE, &c->guidance_scale, 0, 0, 100, NULL, "X",
+        {"--guidance-scale", NULL, NULL, OPT_DOUBLE, &c->guidance_scale, 0, 0, 50, NULL, "X",
          "classifier-free guidance (model default)"},
         {"--shift", NULL, NULL, OPT_DOUBLE, &c->shift, 0, 0.001, 100, NULL, "X", "flow shift (model default)"},
         {"--sampler", NULL, NULL, OPT_STR, c->sampler, sizeof c->sampler, 0, 0, NULL, "unipc|euler",
          "sampler (model default)"},
         {"--seed", NULL, NULL, OPT_LL, &c->seed, 0, 0, 9223372036854775807.0, NULL, "N", "noise seed (default random)"},
+        {"--noise", NULL, NULL, OPT_STR, c->noise_path, sizeof c->noise_path, 0, 0, NULL, "FILE",
+         "initial noise from a safetensors file (tensor \"noise\"), for comparisons"},
         {"--output", "-o", NULL, OPT_STR, c->output, sizeof c->output, 0, 0, NULL, "PATH",
          "the MP4 to write (default video.mp4)"},
         {"--thumbnail", NULL, NULL, OPT_STR, c->thumbnail, sizeof c->thumbnail, 0, 0, NULL, "PATH",

@@ -47,6 +47,7 @@ typedef struct generate_config {
     double seconds, guidance_scale, shift; /* < 0 = unset */
     char sampler[16];
     long long seed; /* -1 = random */
+    char noise_path[PATH_MAX]; /* "" = Philox noise from the seed */
     char output[PATH_MAX];
     char thumbnail[PATH_MAX]; /* "" = none */
     au_device device;

@@ -41,7 +41,7 @@ static void test_serve(void) {
 
     /* the environment, and flags over it */
     setenv("AUTEUR_PORT", "7000", 1);
-    setenv("AUTEUR_API_KEY", "a,b,c", 1);
+    setenv("AUTEUR_API_KEYS", "a,b,c", 1);
     setenv("AUTEUR_DATA_DIR", "/data", 1);
     CHECK(SERVE(&c, &err, "serve") == CFG_RUN);
     CHECK(c.port == 7000 && c.n_api_keys == 3 && strcmp(c.api_keys[2], "c") == 0 && strcmp(c.data_dir, "/data") == 0);
@@ -49,11 +49,11 @@ static void test_serve(void) {
     CHECK(c.port == 7001 && c.n_api_keys == 1 && strcmp(c.api_keys[0], "only") == 0);
     setenv("AUTEUR_PORT", "seventy", 1);
     CHECK(SERVE(&c, &err, "serve") == CFG_USAGE && strstr(err.msg, "AUTEUR_PORT") != NULL);
-    setenv("AUTEUR_API_KEY", "a,,b", 1);
+    setenv("AUTEUR_API_KEYS", "a,,b", 1);
     setenv("AUTEUR_PORT", "7000", 1);
-    CHECK(SERVE(&c, &err, "serve") == CFG_USAGE && strstr(err.msg, "AUTEUR_API_KEY") != NULL);
+    CHECK(SERVE(&c, &err, "serve") == CFG_USAGE && strstr(err.msg, "AUTEUR_API_KEYS") != NULL);
     unsetenv("AUTEUR_PORT");
-    unsetenv("AUTEUR_API_KEY");
+    unsetenv("AUTEUR_API_KEYS");
     unsetenv("AUTEUR_DATA_DIR");
 
     /* usage errors name the flag */
@@ -120,7 +120,7 @@ static void test_health_migrate(void) {
 int main(void) {
     unsetenv("AUTEUR_PORT");
     unsetenv("AUTEUR_HOST");
-    unsetenv("AUTEUR_API_KEY");
+    unsetenv("AUTEUR_API_KEYS");
     unsetenv("AUTEUR_DATA_DIR");
     unsetenv("AUTEUR_MODEL");
     test_serve();
