@@ -5,7 +5,8 @@
  * Prints one row per op: time, GFLOP/s, and beside it a naive single-thread
  * loop measured in the same run on a slice of the same problem (so the ratio
  * says what blocking, BLAS and threads buy). Shapes:
- *   linear    1024 x 1536 . 1536 x 8960 (the DiT-1.3B FFN up-projection), f32 / bf16 / f8 weights
+ *   linear    1024 x 1536 . 1536 x 8960 (the DiT-1.3B FFN up-projection), f32 / bf16 / f16 / f8
+ *             weights, plain and with the FFN's GELU(tanh) fused
  *   attention 2048 tokens, 12 heads x 128 (self-attention of the 1.3B DiT)
  *   conv3d    192 -> 192 channels, k 3x3x3, 3 input frames (2 cached + 1 new, as the VAE decoder's
  *             causal convs see them) -> one 60x104 output frame
@@ -125,12 +126,13 @@ static double best_of(int reps, int (*fn)(void *), void *ctx) {
 typedef struct lin_ctx {
     au_backend *be;
     au_tensor *y, *x, *w;
+    au_act act;
 } lin_ctx;
 
 static int run_linear(void *p) {
     lin_ctx *c = p;
     au_err err = {0};
-    int rc = be_linear(c->be, c->y, c->x, c->w, NULL, AU_ACT_NONE, &err);
+    int rc = be_linear(c->be, c->y, c->x, c->w, NULL, c->act, &err);
     if (rc < 0)
         fprintf(stderr, "%s\n", err.msg);
     return rc;
@@ -200,21 +202,29 @@ int main(int argc, char **argv) {
     au_tensor x = tensor(a, AU_F32, 2, (int64_t[]){n, in}), y = tensor(a, AU_F32, 2, (int64_t[]){n, out});
     au_tensor w32 = tensor(a, AU_F32, 2, (int64_t[]){out, in});
     au_tensor w16 = tensor(a, AU_BF16, 2, (int64_t[]){out, in}), w8 = tensor(a, AU_F8_E4M3, 2, (int64_t[]){out, in});
+    au_tensor wh = tensor(a, AU_F16, 2, (int64_t[]){out, in});
     fill(x.data, n * in, 1);
     fill(w32.data, out * in, 2);
     au_convert_from_f32(w16.data, AU_BF16, w32.data, out * in);
+    au_convert_from_f32(wh.data, AU_F16, w32.data, out * in);
     for (int64_t i = 0; i < out * in; i++)
         ((uint8_t *)w8.data)[i] = au_f32_to_f8e4m3(((float *)w32.data)[i] * 400.0f);
     for (int64_t r = 0; r < out; r++)
         ((float *)w8.scale)[r] = 1.0f / 400.0f;
     double naive_lin = naive_linear(x.data, w32.data, y.data, 4, in, 512);
     double flops = 2.0 * n * in * out;
-    lin_ctx lc = {be, &y, &x, &w32};
+    lin_ctx lc = {be, &y, &x, &w32, AU_ACT_NONE};
     run_linear(&lc);
     row("linear f32 w", "1024x1536 . 1536x8960", best_of(3, run_linear, &lc), flops, naive_lin);
     lc.w = &w16;
     run_linear(&lc);
     row("linear bf16 w", "1024x1536 . 1536x8960", best_of(3, run_linear, &lc), flops, naive_lin);
+    lc.act = AU_ACT_GELU_TANH;
+    row("linear bf16 w + gelu", "1024x1536 . 1536x8960", best_of(3, run_linear, &lc), flops, naive_lin);
+    lc.act = AU_ACT_NONE;
+    lc.w = &wh;
+    run_linear(&lc);
+    row("linear f16 w", "1024x1536 . 1536x8960", best_of(3, run_linear, &lc), flops, naive_lin);
     lc.w = &w8;
     run_linear(&lc);
     row("linear f8 w", "1024x1536 . 1536x8960", best_of(3, run_linear, &lc), flops, naive_lin);

@@ -7,56 +7,22 @@
  * exponentiates them against each row's maximum (numerically stable), multiplies
  * by V with a second GEMM and divides each output row by its sum of weights.
  *
- * The exponentials use our own vector exp (16 lanes, GCC vector extensions):
- * exp(x) = 2^n p(r), n = round(x log2 e), r = x - n ln 2 (ln 2 split in two
- * parts for accuracy), p the degree-7 Taylor-like minimax polynomial of the
- * Cephes expf; inputs are clamped at -87 so 2^n stays a normal float. Relative
- * error about 2e-7. Compiled for AVX-512, AVX2+FMA and baseline; picked at run time.
+ * The exponentials use the vector exp of cpu_vmath.h (relative error ~2e-7).
  */
 #include "cpu_gemm.h"
 #include "cpu_internal.h"
+#include "cpu_vmath.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #define SCORE_BYTES ((size_t)4 << 20) /* score block per thread */
-#define LANES 16
-
-typedef float vf __attribute__((vector_size(LANES * 4)));
-typedef int32_t vi __attribute__((vector_size(LANES * 4)));
-
-/* Vectors go by pointer: these helpers are always inlined, and returning a 64-byte
- * vector by value would be an ABI question the baseline x86 target warns about. */
-static inline __attribute__((always_inline)) void vf_max_into(vf *acc, const vf *v) {
-    vi take_v = *v > *acc;
-    *acc = (vf)(((vi)*v & take_v) | ((vi)*acc & ~take_v));
-}
-
-static inline __attribute__((always_inline)) void vf_exp_inplace(vf *px) {
-    const float magic = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
-    vf x = (vf){0} - 87.0f;
-    vf_max_into(&x, px);
-    vf t = x * 1.44269504088896341f + magic;
-    vf n = t - magic;
-    vf r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    vf p = (vf){0} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    vi e = ((vi)t - (vi)((vf){0} + magic) + 127) << 23;
-    *px = p * (vf)e;
-}
-
-/* row[c] = exp(scale * row[c] + bias[c] - max) for c < n; returns the sum. */
-static inline __attribute__((always_inline)) float softmax_body(float *row, int64_t n, float scale,
-                                                                const float *bias) {
-    int64_t full = n / LANES * LANES;
+/* row[c] = exp(scale * row[c] + bias[c] - max) for c < n; *sum = their sum. */
+VF_INLINE void softmax_row_body(float *row, int64_t n, float scale, const float *bias, float *sum_out) {
+    int64_t full = n / VF_LANES * VF_LANES;
     vf vmax = (vf){0} - INFINITY;
-    for (int64_t c = 0; c < full; c += LANES) {
+    for (int64_t c = 0; c < full; c += VF_LANES) {
         vf s, b = (vf){0};
         memcpy(&s, row + c, sizeof s);
         if (bias)
@@ -66,14 +32,14 @@ static inline __attribute__((always_inline)) float softmax_body(float *row, int6
         vf_max_into(&vmax, &s);
     }
     float m = -INFINITY;
-    for (int i = 0; i < LANES; i++)
+    for (int i = 0; i < VF_LANES; i++)
         m = vmax[i] > m ? vmax[i] : m;
     for (int64_t c = full; c < n; c++) {
         row[c] = row[c] * scale + (bias ? bias[c] : 0.0f);
         m = row[c] > m ? row[c] : m;
     }
     vf vsum = (vf){0};
-    for (int64_t c = 0; c < full; c += LANES) {
+    for (int64_t c = 0; c < full; c += VF_LANES) {
         vf s;
         memcpy(&s, row + c, sizeof s);
         s -= m;
@@ -91,34 +57,13 @@ static inline __attribute__((always_inline)) float softmax_body(float *row, int6
             vsum[c] += s[c];
     }
     float sum = 0.0f;
-    for (int i = 0; i < LANES; i++)
+    for (int i = 0; i < VF_LANES; i++)
         sum += vsum[i];
-    return sum;
+    *sum_out = sum;
 }
 
-static float softmax_generic(float *row, int64_t n, float scale, const float *bias) {
-    return softmax_body(row, n, scale, bias);
-}
-
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx2,fma"))) static float softmax_avx512(float *row, int64_t n, float scale,
-                                                                        const float *bias) {
-    return softmax_body(row, n, scale, bias);
-}
-__attribute__((target("avx2,fma"))) static float softmax_avx2(float *row, int64_t n, float scale, const float *bias) {
-    return softmax_body(row, n, scale, bias);
-}
-#endif
-
-static float softmax_row(float *row, int64_t n, float scale, const float *bias) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-        return softmax_avx512(row, n, scale, bias);
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return softmax_avx2(row, n, scale, bias);
-#endif
-    return softmax_generic(row, n, scale, bias);
-}
+CPU_SIMD_VARIANTS(softmax_row, (float *row, int64_t n, float scale, const float *bias, float *sum_out),
+                  (row, n, scale, bias, sum_out))
 
 typedef struct attn_job {
     cpu_state *cs;
@@ -139,7 +84,9 @@ static void attn_task(void *ctx, int64_t task, int thread) {
     cpu_gemm(nr, nk, D, j->q + q0 * HD + h * D, HD, j->k + h * D, HD, 1, S, nk, 0);
     for (int64_t r = 0; r < nr; r++) {
         const float *brow = j->bias ? j->bias + (h * j->nq + q0 + r) * nk : NULL;
-        inv_sum[r] = 1.0f / softmax_row(S + r * nk, nk, j->scale, brow);
+        float sum;
+        softmax_row(S + r * nk, nk, j->scale, brow, &sum);
+        inv_sum[r] = 1.0f / sum;
     }
     float *o = j->out + q0 * HD + h * D;
     cpu_gemm(nr, D, nk, S, nk, j->v + h * D, HD, 0, o, HD, 0);

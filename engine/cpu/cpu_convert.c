@@ -2,12 +2,16 @@
  * for the CPU backend, plus the activation functions.
  *
  * f8 e4m3 elements are decode(v) * scale[r] with r the dim-0 row (tensor.h);
- * decoding goes through a 256-entry table built once.
- *   GELU(tanh): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));  SiLU: x / (1 + e^-x).
+ * decoding goes through a 256-entry table built once. f16 is decoded 16 lanes
+ * at a time with integer vector ops (normal, subnormal and inf/NaN selected by
+ * masks).
+ *   GELU(tanh): 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
+ *   SiLU: x sigmoid(x)
+ * both with the overflow-free vector sigmoid of cpu_vmath.h.
  */
 #include "cpu_internal.h"
+#include "cpu_vmath.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -38,6 +42,31 @@ static void read_f8(const au_tensor *t, int64_t start, int64_t n, float *dst) {
     }
 }
 
+typedef uint16_t vh __attribute__((vector_size(VF_LANES * 2)));
+
+/* IEEE half to float: normals rebias the exponent (+112), inf/NaN get exponent 255,
+ * zeros and subnormals are man * 2^-24. */
+VF_INLINE void f16_decode_body(const uint16_t *src, int64_t n, float *dst) {
+    int64_t i = 0;
+    for (; i + VF_LANES <= n; i += VF_LANES) {
+        vh h16;
+        memcpy(&h16, src + i, sizeof h16);
+        vi h = __builtin_convertvector(h16, vi);
+        vi em = h & 0x7fff, sign = (h & 0x8000) << 16;
+        vi normal = (em << 13) + (112 << 23);
+        vi is_special = em >= 0x7c00, is_small = em < 0x400;
+        normal += is_special & (112 << 23);
+        vf small = __builtin_convertvector(em, vf) * 5.9604644775390625e-08f;
+        vi bits = (normal & ~is_small) | ((vi)small & is_small);
+        vf out = (vf)(bits | sign);
+        memcpy(dst + i, &out, sizeof out);
+    }
+    for (; i < n; i++)
+        dst[i] = au_f16_to_f32(src[i]);
+}
+
+CPU_SIMD_VARIANTS(f16_decode, (const uint16_t *src, int64_t n, float *dst), (src, n, dst))
+
 void cpu_read_f32(const au_tensor *t, int64_t start, int64_t n, float *dst) {
     switch (t->dtype) {
     case AU_F32: memcpy(dst, (const float *)t->data + start, (size_t)n * sizeof(float)); break;
@@ -48,12 +77,7 @@ void cpu_read_f32(const au_tensor *t, int64_t start, int64_t n, float *dst) {
             d[i] = (uint32_t)s[i] << 16;
         break;
     }
-    case AU_F16: {
-        const uint16_t *s = (const uint16_t *)t->data + start;
-        for (int64_t i = 0; i < n; i++)
-            dst[i] = au_f16_to_f32(s[i]);
-        break;
-    }
+    case AU_F16: f16_decode((const uint16_t *)t->data + start, n, dst); break;
     case AU_F8_E4M3: read_f8(t, start, n, dst); break;
     default: au_convert_to_f32(dst, (const char *)t->data + (size_t)start * au_dtype_size(t->dtype), t->dtype, n);
     }
@@ -73,18 +97,34 @@ void cpu_write_f32(au_tensor *t, int64_t start, int64_t n, const float *src) {
     }
 }
 
-void cpu_act_apply(float *x, int64_t n, au_act act) {
-    switch (act) {
-    case AU_ACT_GELU_TANH:
-        for (int64_t i = 0; i < n; i++) {
-            float v = x[i];
-            x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-        }
-        break;
-    case AU_ACT_SILU:
-        for (int64_t i = 0; i < n; i++)
-            x[i] = x[i] / (1.0f + expf(-x[i]));
-        break;
-    default: break;
+/* x sigmoid(z) with z = x (SiLU) or z = 2u (GELU: 0.5 (1 + tanh u) = sigmoid(2u)). */
+VF_INLINE void act_vec(vf *x, au_act act) {
+    vf z = *x;
+    if (act == AU_ACT_GELU_TANH)
+        z = 2.0f * 0.7978845608028654f * (z + 0.044715f * z * z * z);
+    vf_sigmoid_inplace(&z);
+    *x = *x * z;
+}
+
+VF_INLINE void act_isa_body(float *x, int64_t n, au_act act) {
+    int64_t i = 0;
+    for (; i + VF_LANES <= n; i += VF_LANES) {
+        vf v;
+        memcpy(&v, x + i, sizeof v);
+        act_vec(&v, act);
+        memcpy(x + i, &v, sizeof v);
     }
+    if (i < n) {
+        vf v = (vf){0};
+        memcpy(&v, x + i, (size_t)(n - i) * sizeof(float));
+        act_vec(&v, act);
+        memcpy(x + i, &v, (size_t)(n - i) * sizeof(float));
+    }
+}
+
+CPU_SIMD_VARIANTS(act_isa, (float *x, int64_t n, au_act act), (x, n, act))
+
+void cpu_act_apply(float *x, int64_t n, au_act act) {
+    if (act == AU_ACT_GELU_TANH || act == AU_ACT_SILU)
+        act_isa(x, n, act);
 }

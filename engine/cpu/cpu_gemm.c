@@ -4,11 +4,12 @@
  * Own kernel: for each KC-deep slice of K and MC-row block of A, a NR-column
  * panel of op(B) is packed k-major into a stack buffer [KC][NR], then MR rows
  * at a time are multiplied into MR x NR accumulators held in vector registers
- * (GCC vector extensions, so the same code serves SSE, AVX and NEON):
+ * (16-lane vectors of cpu_vmath.h, compiled per ISA and picked at run time):
  *   acc[r] += A[m + r, k] * panel[k]  for k in the slice.
  * Partial sums of later K slices are added into C.
  */
 #include "cpu_gemm.h"
+#include "cpu_vmath.h"
 
 #include <string.h>
 
@@ -21,7 +22,6 @@
 #define GEMM_KC 256
 #define GEMM_MC 192
 
-typedef float v16f __attribute__((vector_size(64)));
 
 /* bp[k][j] = op(B)[k0 + k, n0 + j], zero past nc columns. */
 static inline __attribute__((always_inline)) void pack_panel(const float *B, int64_t ldb, int b_trans, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
@@ -48,18 +48,18 @@ static inline __attribute__((always_inline)) void pack_panel(const float *B, int
 static inline __attribute__((always_inline)) void micro_kernel(int mr, int64_t kc, const float *A, int64_t lda,
                                                               const float *bp, float *C, int64_t ldc,
                                                               int64_t nc, int add) {
-    v16f acc[GEMM_MR];
+    vf acc[GEMM_MR];
     for (int r = 0; r < mr; r++)
-        acc[r] = (v16f){0};
+        acc[r] = (vf){0};
     for (int64_t k = 0; k < kc; k++) {
-        v16f b;
+        vf b;
         memcpy(&b, bp + k * GEMM_NR, sizeof b);
         for (int r = 0; r < mr; r++)
             acc[r] += A[r * lda + k] * b;
     }
     for (int r = 0; r < mr; r++) {
         float out[GEMM_NR];
-        v16f sum = acc[r]; /* a copy, so acc never has its address taken and stays in registers */
+        vf sum = acc[r]; /* a copy, so acc never has its address taken and stays in registers */
         memcpy(out, &sum, sizeof out);
         float *c = C + r * ldc;
         if (add)
@@ -87,7 +87,7 @@ static inline __attribute__((always_inline)) void block_rows(int64_t mc, int64_t
 }
 
 /* The blocked loop nest; always inlined into the per-ISA entry points below. */
-static inline __attribute__((always_inline)) void gemm_own_body(int64_t M, int64_t N, int64_t K, const float *A,
+VF_INLINE void gemm_own_isa_body(int64_t M, int64_t N, int64_t K, const float *A,
                                                                int64_t lda, const float *B, int64_t ldb, int b_trans,
                                                                float *C, int64_t ldc, int accumulate) {
     float bp[GEMM_KC * GEMM_NR] __attribute__((aligned(64)));
@@ -111,35 +111,14 @@ static inline __attribute__((always_inline)) void gemm_own_body(int64_t M, int64
     }
 }
 
-#define GEMM_OWN_ARGS                                                                                              \
-    int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, int b_trans, float *C, \
-        int64_t ldc, int accumulate
+CPU_SIMD_VARIANTS(gemm_own_isa,
+                  (int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                   int b_trans, float *C, int64_t ldc, int accumulate),
+                  (M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate))
 
-static void gemm_own_generic(GEMM_OWN_ARGS) { gemm_own_body(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate); }
-
-/* x86-64: the same code compiled for AVX-512 and for AVX2+FMA, chosen by CPU features at
- * run time (feature tests rather than "arch=" clones, which match Intel models only). */
-#if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f,avx2,fma"))) static void gemm_own_avx512(GEMM_OWN_ARGS) {
-    gemm_own_body(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
-}
-__attribute__((target("avx2,fma"))) static void gemm_own_avx2(GEMM_OWN_ARGS) {
-    gemm_own_body(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
-}
-#endif
-
-void cpu_gemm_own(GEMM_OWN_ARGS) {
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma")) {
-        gemm_own_avx512(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
-        return;
-    }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-        gemm_own_avx2(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
-        return;
-    }
-#endif
-    gemm_own_generic(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
+void cpu_gemm_own(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  int b_trans, float *C, int64_t ldc, int accumulate) {
+    gemm_own_isa(M, N, K, A, lda, B, ldb, b_trans, C, ldc, accumulate);
 }
 
 void cpu_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,

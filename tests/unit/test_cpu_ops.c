@@ -287,7 +287,23 @@ static void test_elementwise(void) {
         CHECK(rel_err(y.data, ref, N) == 0.0, "fill f32");
         free(ref);
     }
+    /* activations at extreme inputs: the vector exp clamps, results stay finite and right */
     be_arena_reset(test_arena);
+    static const float xs_ext[] = {-1000, -100, -20, -5, -1e-3f, 0, 1e-3f, 5, 20, 100, 1000, 3e38f, -3e38f};
+    int n_ext = (int)(sizeof xs_ext / sizeof xs_ext[0]);
+    for (int act = 1; act < 3; act++) {
+        au_tensor t = MK(AU_F32, n_ext);
+        memcpy(t.data, xs_ext, sizeof xs_ext);
+        CHECK_OK(be_activate(be, &t, &t, (au_act)act, &err));
+        for (int i = 0; i < n_ext; i++) {
+            double x = xs_ext[i], ref = act == 1 ? gelu_ref(x) : silu_ref(x);
+            if (fabs(x) > 1e30) /* tanh/sigmoid saturate: x or 0 */
+                ref = x > 0 ? x : 0.0;
+            double got = ((float *)t.data)[i];
+            CHECK(isfinite(got) && fabs(got - ref) <= 1e-5 * fabs(ref) + 1e-30, "activate %d of %g: %g, want %g", act, x,
+                  got, ref);
+        }
+    }
     au_tensor a = MK(AU_F32, 4, 6), bad = MK(AU_F32, 5), y = MK(AU_F32, 4, 6), ys = MK(AU_F32, 3, 6);
     CHECK(be_add(be, &y, &a, &bad, &err) == AU_EINVAL && strstr(err.msg, "add") && strstr(err.msg, "[5] f32"),
           "add size mismatch: %s", err.msg);
@@ -358,6 +374,17 @@ static void test_copy(void) {
     au_tensor hb = MK(AU_BF16, n, dim);
     CHECK_OK(be_fill(be, &hb, 0.1f, &err));
     CHECK(((uint16_t *)hb.data)[N - 1] == au_f32_to_bf16(0.1f), "fill bf16");
+    /* every f16 code decodes like au_f16_to_f32 (vector path: normals, subnormals, inf, NaN) */
+    au_tensor all16 = MK(AU_F16, 65536), all32 = MK(AU_F32, 65536);
+    for (int i = 0; i < 65536; i++)
+        ((uint16_t *)all16.data)[i] = (uint16_t)i;
+    CHECK_OK(be_copy(be, &all32, &all16, &err));
+    bad = 0;
+    for (int i = 0; i < 65536; i++) {
+        float want = au_f16_to_f32((uint16_t)i), got = ((float *)all32.data)[i];
+        bad += isnan(want) ? !isnan(got) : memcmp(&want, &got, 4) != 0;
+    }
+    CHECK(bad == 0, "f16 -> f32: %d of 65536 codes differ", bad);
     au_tensor small = MK(AU_F32, 3);
     CHECK(be_copy(be, &small, &x, &err) == AU_EINVAL && strstr(err.msg, "copy"), "copy size mismatch: %s", err.msg);
     au_tensor i32 = MK(AU_I32, n, dim);
