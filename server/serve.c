@@ -5,13 +5,13 @@
  * (migrating it), requeue the jobs a previous process left in progress, remove partial
  * files, load the engine (a failure leaves the service up without one: 503 on create,
  * "degraded" on /health), start the dispatcher, then listen.
- * Signals: SIGTERM and SIGINT are blocked in every thread and taken by sigwait() in the
- * main thread. Shutdown: stop accepting connections, let the running job finish within
+ * Signals: SIGTERM and SIGINT run a handler that writes the signal number into a self-pipe,
+ * whichever thread they land on (libraries may start threads before main, so masks cannot
+ * be relied on); the main thread sleeps on the pipe's read end. Shutdown: stop accepting connections, let the running job finish within
  * --shutdown-grace seconds or put it back in the queue, close everything, exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,46 @@
 #include "app.h"
 #include "commands.h"
 #include "http.h"
+
+static int signal_pipe[2] = {-1, -1};
+
+static void on_stop_signal(int sig) {
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(signal_pipe[1], &b, 1) < 0) {
+        /* the pipe is full: a stop is already pending */
+    }
+    errno = saved;
+}
+
+static int install_signals(au_err *err) {
+    if (pipe(signal_pipe) != 0)
+        return au_errf(err, AU_EIO, "signal pipe: %s", strerror(errno));
+    fcntl(signal_pipe[0], F_SETFD, FD_CLOEXEC);
+    fcntl(signal_pipe[1], F_SETFD, FD_CLOEXEC);
+    fcntl(signal_pipe[1], F_SETFL, O_NONBLOCK);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+        return au_errf(err, AU_EIO, "installing signal handlers: %s", strerror(errno));
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+/* Block until SIGTERM or SIGINT; returns the signal. */
+static int wait_stop_signal(void) {
+    unsigned char b = 0;
+    for (;;) {
+        ssize_t n = read(signal_pipe[0], &b, 1);
+        if (n == 1)
+            return b;
+        if (n < 0 && errno != EINTR)
+            return SIGTERM; /* cannot wait any more: behave as if told to stop */
+    }
+}
 
 /* mkdir -p */
 static int make_dirs(const char *path, au_err *err) {
@@ -136,7 +176,7 @@ static int start(app *a, const serve_config *cfg, int *lock_fd, au_err *err) {
     au_err perr;
     if (pipeline_open(&a->pipe, cfg->model_dir, &po, &perr) != 0) {
         a->pipe = NULL;
-        snprintf(a->model_error, sizeof a->model_error, "model %.200s: %.290s", cfg->model_dir, perr.msg);
+        snprintf(a->model_error, sizeof a->model_error, "%s", perr.msg);
         fprintf(stderr, "auteur: no engine, serving without one (503 on create): %s\n", a->model_error);
         return 0;
     }
@@ -166,19 +206,11 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
     }
-    /* before any thread exists, so every thread inherits the mask */
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
-    signal(SIGPIPE, SIG_IGN);
-
     app a;
     memset(&a, 0, sizeof a);
     int lock_fd = -1, port = 0, exit_code = 0;
     http_server *http = NULL;
-    if (start(&a, &cfg, &lock_fd, &err) != 0 ||
+    if (install_signals(&err) != 0 || start(&a, &cfg, &lock_fd, &err) != 0 ||
         http_start(&http, &a, cfg.host, cfg.port, cfg.http_threads, &port, &err) != 0) {
         fprintf(stderr, "auteur serve: %s\n", err.msg);
         exit_code = 1;
@@ -187,9 +219,7 @@ int cmd_serve(int argc, char **argv) {
     printf("auteur: listening on http://%s:%d\n", strchr(cfg.host, ':') ? "[::]" : cfg.host, port);
     fflush(stdout);
 
-    int sig = 0;
-    while (sigwait(&stop_signals, &sig) != 0) {
-    }
+    int sig = wait_stop_signal();
     fprintf(stderr, "auteur: %s received, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 shutdown:
     http_stop(http);
