@@ -7,6 +7,7 @@ is a script: `run_tests(globals())` runs its test_* functions in order and exits
 failure, or 77 (skipped) when a prerequisite is missing.
 """
 
+import atexit
 import json
 import os
 import shutil
@@ -89,6 +90,15 @@ def multipart(fields, files=None):
     return b"".join(out), "multipart/form-data; boundary=" + boundary
 
 
+_servers = []
+
+
+@atexit.register
+def _stop_leftovers():
+    for server in _servers:
+        server.cleanup()
+
+
 class Server:
     """One `auteur serve` process. Extra flags go in args; env adds variables."""
 
@@ -106,6 +116,7 @@ class Server:
         self.proc = None
         self.api_key = None
         self.runs = 0
+        _servers.append(self)
 
     def start(self):
         self.runs += 1
