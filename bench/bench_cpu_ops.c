@@ -46,7 +46,8 @@ static au_tensor tensor(au_arena *a, au_dtype dt, int ndim, const int64_t *shape
 
 static void row(const char *op, const char *shape, double sec, double flops, double naive_gflops) {
     double g = flops / sec * 1e-9;
-    printf("%-24s %-34s %9.1f %9.1f %10.2f %8.0fx\n", op, shape, sec * 1e3, g, naive_gflops, g / naive_gflops);
+    printf("%-24s %-34s %9.1f %9.1f %10.2f %8.0fx\n", op, shape, sec * 1e3, g, naive_gflops,
+           g / naive_gflops);
 }
 
 /* Naive single-thread references on slices. */
@@ -62,8 +63,8 @@ static double naive_linear(const float *x, const float *w, float *y, int64_t n, 
     return 2.0 * n * in * out / (now_s() - t0) * 1e-9;
 }
 
-static double naive_attention(const float *q, const float *k, const float *v, float *o, int64_t nq, int64_t nk,
-                              int64_t HD, int64_t D, float scale) {
+static double naive_attention(const float *q, const float *k, const float *v, float *o, int64_t nq,
+                              int64_t nk, int64_t HD, int64_t D, float scale) {
     float *s = malloc(sizeof(float) * nk);
     double t0 = now_s();
     for (int64_t i = 0; i < nq; i++) { /* head 0 only */
@@ -89,7 +90,8 @@ static double naive_attention(const float *q, const float *k, const float *v, fl
     return 4.0 * nq * nk * D / sec * 1e-9;
 }
 
-static double naive_conv(const float *x, const float *w, float *y, int64_t cout, int64_t cin, int64_t H, int64_t W) {
+static double naive_conv(const float *x, const float *w, float *y, int64_t cout, int64_t cin, int64_t H,
+                         int64_t W) {
     /* k 3x3x3 over x [cin, 3, H, W] -> one output frame, spatial pad 1 */
     double t0 = now_s();
     for (int64_t o = 0; o < cout; o++)
@@ -201,7 +203,8 @@ int main(int argc, char **argv) {
     int64_t n = 1024, in = 1536, out = 8960;
     au_tensor x = tensor(a, AU_F32, 2, (int64_t[]){n, in}), y = tensor(a, AU_F32, 2, (int64_t[]){n, out});
     au_tensor w32 = tensor(a, AU_F32, 2, (int64_t[]){out, in});
-    au_tensor w16 = tensor(a, AU_BF16, 2, (int64_t[]){out, in}), w8 = tensor(a, AU_F8_E4M3, 2, (int64_t[]){out, in});
+    au_tensor w16 = tensor(a, AU_BF16, 2, (int64_t[]){out, in}),
+              w8 = tensor(a, AU_F8_E4M3, 2, (int64_t[]){out, in});
     au_tensor wh = tensor(a, AU_F16, 2, (int64_t[]){out, in});
     fill(x.data, n * in, 1);
     fill(w32.data, out * in, 2);
@@ -230,27 +233,34 @@ int main(int argc, char **argv) {
     row("linear f8 w", "1024x1536 . 1536x8960", best_of(3, run_linear, &lc), flops, naive_lin);
     /* single-thread GEMM engines on a 256-row slice */
     gemm_ctx gc = {x.data, w32.data, y.data, 256, out, in, 0};
-    row("gemm 1 thread (engine)", "256x1536 . 1536x8960", best_of(2, run_gemm1, &gc), 2.0 * 256 * in * out, naive_lin);
+    row("gemm 1 thread (engine)", "256x1536 . 1536x8960", best_of(2, run_gemm1, &gc), 2.0 * 256 * in * out,
+        naive_lin);
     gc.own = 1;
-    row("gemm 1 thread (own)", "256x1536 . 1536x8960", best_of(2, run_gemm1, &gc), 2.0 * 256 * in * out, naive_lin);
+    row("gemm 1 thread (own)", "256x1536 . 1536x8960", best_of(2, run_gemm1, &gc), 2.0 * 256 * in * out,
+        naive_lin);
 
     /* attention */
     be_arena_reset(a);
     int64_t T = 2048, H = 12, D = 128;
-    au_tensor q = tensor(a, AU_F32, 2, (int64_t[]){T, H * D}), k = tensor(a, AU_F32, 2, (int64_t[]){T, H * D});
-    au_tensor v = tensor(a, AU_F32, 2, (int64_t[]){T, H * D}), o = tensor(a, AU_F32, 2, (int64_t[]){T, H * D});
+    au_tensor q = tensor(a, AU_F32, 2, (int64_t[]){T, H * D}),
+              k = tensor(a, AU_F32, 2, (int64_t[]){T, H * D});
+    au_tensor v = tensor(a, AU_F32, 2, (int64_t[]){T, H * D}),
+              o = tensor(a, AU_F32, 2, (int64_t[]){T, H * D});
     fill(q.data, T * H * D, 3);
     fill(k.data, T * H * D, 4);
     fill(v.data, T * H * D, 5);
-    double naive_att = naive_attention(q.data, k.data, v.data, o.data, 64, T, H * D, D, 1.0f / sqrtf((float)D));
+    double naive_att =
+        naive_attention(q.data, k.data, v.data, o.data, 64, T, H * D, D, 1.0f / sqrtf((float)D));
     attn_ctx ac = {be, &o, &q, &k, &v, (int)H, 1.0f / sqrtf((float)D)};
     run_attention(&ac);
-    row("attention", "2048 tok, 12 heads x 128", best_of(3, run_attention, &ac), 4.0 * T * T * D * H, naive_att);
+    row("attention", "2048 tok, 12 heads x 128", best_of(3, run_attention, &ac), 4.0 * T * T * D * H,
+        naive_att);
 
     /* conv3d */
     be_arena_reset(a);
     int64_t C = 192, Hh = 60, Ww = 104;
-    au_tensor cx = tensor(a, AU_F32, 4, (int64_t[]){C, 3, Hh, Ww}), cy = tensor(a, AU_F32, 4, (int64_t[]){C, 1, Hh, Ww});
+    au_tensor cx = tensor(a, AU_F32, 4, (int64_t[]){C, 3, Hh, Ww}),
+              cy = tensor(a, AU_F32, 4, (int64_t[]){C, 1, Hh, Ww});
     au_tensor cw = tensor(a, AU_F32, 5, (int64_t[]){C, C, 3, 3, 3});
     au_tensor cw16 = tensor(a, AU_BF16, 5, (int64_t[]){C, C, 3, 3, 3});
     fill(cx.data, C * 3 * Hh * Ww, 6);

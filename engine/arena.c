@@ -28,11 +28,13 @@ struct au_arena {
     size_t first_chunk_bytes;
     arena_chunk *chunks;
     int n_chunks, cap_chunks;
-    int cur;                /* chunk receiving allocations */
-    uint64_t chunk_allocs;  /* backend allocations made so far */
+    int cur;               /* chunk receiving allocations */
+    uint64_t chunk_allocs; /* backend allocations made so far */
 };
 
-static size_t round_up(size_t n) { return (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1); }
+static size_t round_up(size_t n) {
+    return (n + ARENA_ALIGN - 1) & ~(ARENA_ALIGN - 1);
+}
 
 /* Allocate a chunk of at least `bytes` usable bytes and append it. */
 static int arena_add_chunk(au_arena *a, size_t bytes) {
@@ -168,6 +170,10 @@ size_t be_arena_capacity(const au_arena *a) {
     return n;
 }
 
-uint64_t be_arena_chunk_allocs(const au_arena *a) { return a->chunk_allocs; }
+uint64_t be_arena_chunk_allocs(const au_arena *a) {
+    return a->chunk_allocs;
+}
 
-au_backend *be_arena_backend(const au_arena *a) { return a->be; }
+au_backend *be_arena_backend(const au_arena *a) {
+    return a->be;
+}

@@ -45,8 +45,8 @@ int au_dtype_from_name(const char *safetensors_name, au_dtype *out) {
     static const struct {
         const char *name;
         au_dtype dt;
-    } names[] = {{"F32", AU_F32},         {"F16", AU_F16}, {"BF16", AU_BF16}, {"F8_E4M3", AU_F8_E4M3},
-                 {"I32", AU_I32},         {"I64", AU_I64}, {"U8", AU_U8}};
+    } names[] = {{"F32", AU_F32}, {"F16", AU_F16}, {"BF16", AU_BF16}, {"F8_E4M3", AU_F8_E4M3},
+                 {"I32", AU_I32}, {"I64", AU_I64}, {"U8", AU_U8}};
     if (!safetensors_name)
         return AU_EFORMAT;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -65,7 +65,9 @@ int64_t au_numel(const au_tensor *t) {
     return n;
 }
 
-size_t au_nbytes(const au_tensor *t) { return (size_t)au_numel(t) * au_dtype_size(t->dtype); }
+size_t au_nbytes(const au_tensor *t) {
+    return (size_t)au_numel(t) * au_dtype_size(t->dtype);
+}
 
 int64_t au_rows(const au_tensor *t) {
     int64_t n = 1;
@@ -153,7 +155,9 @@ static float bits_f32(uint32_t u) {
     return f;
 }
 
-float au_bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+float au_bf16_to_f32(uint16_t h) {
+    return bits_f32((uint32_t)h << 16);
+}
 
 uint16_t au_f32_to_bf16(float f) {
     uint32_t u = f32_bits(f);
@@ -225,9 +229,7 @@ uint8_t au_f32_to_f8e4m3(float f) {
 
 int au_convert_to_f32(float *dst, const void *src, au_dtype src_dt, int64_t n) {
     switch (src_dt) {
-    case AU_F32:
-        memmove(dst, src, (size_t)n * 4);
-        return 0;
+    case AU_F32: memmove(dst, src, (size_t)n * 4); return 0;
     case AU_F16: {
         const uint16_t *s = src;
         for (int64_t i = 0; i < n; i++)
@@ -270,9 +272,7 @@ int au_convert_to_f32(float *dst, const void *src, au_dtype src_dt, int64_t n) {
 
 int au_convert_from_f32(void *dst, au_dtype dst_dt, const float *src, int64_t n) {
     switch (dst_dt) {
-    case AU_F32:
-        memmove(dst, src, (size_t)n * 4);
-        return 0;
+    case AU_F32: memmove(dst, src, (size_t)n * 4); return 0;
     case AU_F16: {
         uint16_t *d = dst;
         for (int64_t i = 0; i < n; i++)

@@ -108,9 +108,9 @@ int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_t
     if (n_heads < 1 || HD % n_heads != 0 || k->shape[k->ndim - 1] != HD || v->shape[v->ndim - 1] != HD ||
         au_rows(v) != nk || out->shape[out->ndim - 1] != HD || au_rows(out) != nq)
         return au_errf(err, AU_EINVAL,
-                       "%s: q %s, k %s, v %s, out %s, %d heads: expected q, out [nq, H*D] and k, v [nk, H*D]", op,
-                       au_shape_str(q, sq, sizeof sq), au_shape_str(k, sk, sizeof sk), au_shape_str(v, sv, sizeof sv),
-                       au_shape_str(out, so, sizeof so), n_heads);
+                       "%s: q %s, k %s, v %s, out %s, %d heads: expected q, out [nq, H*D] and k, v [nk, H*D]",
+                       op, au_shape_str(q, sq, sizeof sq), au_shape_str(k, sk, sizeof sk),
+                       au_shape_str(v, sv, sizeof sv), au_shape_str(out, so, sizeof so), n_heads);
     if (bias && (rc = cpu_check_vec(op, "bias [H, nq, nk]", bias, (int64_t)n_heads * nq * nk, err)) < 0)
         return rc;
     if (nq > 0 && (out->data == k->data || out->data == v->data || out->data == q->data))
@@ -131,8 +131,8 @@ int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_t
     }
     if ((rc = cpu_scratch_reserve(cs, ((size_t)bq * (size_t)nk + (size_t)bq) * sizeof(float), op, err)) < 0)
         return rc;
-    attn_job j = {cs, q->data, k->data, v->data, bias ? bias->data : NULL, out->data, nq, nk, n_heads,
-                  HD / n_heads, bq, (nq + bq - 1) / bq, scale};
+    attn_job j = {cs, q->data, k->data,      v->data, bias ? bias->data : NULL, out->data, nq,
+                  nk, n_heads, HD / n_heads, bq,      (nq + bq - 1) / bq,       scale};
     tp_run(cs->pool, j.n_qblocks * n_heads, attn_task, &j);
     return 0;
 }

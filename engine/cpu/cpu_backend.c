@@ -45,7 +45,8 @@ int cpu_scratch_reserve(cpu_state *cs, size_t bytes, const char *op, au_err *err
         cs->scratch[t] = aligned_bytes(n);
         cs->scratch_bytes[t] = cs->scratch[t] ? n : 0;
         if (!cs->scratch[t])
-            return au_errf(err, AU_ENOMEM, "%s: cannot allocate %zu bytes of scratch for thread %d", op, n, t);
+            return au_errf(err, AU_ENOMEM, "%s: cannot allocate %zu bytes of scratch for thread %d", op, n,
+                           t);
         cs->scratch_allocs++;
     }
     return 0;
@@ -126,8 +127,8 @@ int cpu_check_vec(const char *op, const char *name, const au_tensor *t, int64_t 
         return rc;
     if (au_numel(t) != n) {
         char s[96];
-        return au_errf(err, AU_EINVAL, "%s: %s %s must have %lld elements", op, name, au_shape_str(t, s, sizeof s),
-                       (long long)n);
+        return au_errf(err, AU_EINVAL, "%s: %s %s must have %lld elements", op, name,
+                       au_shape_str(t, s, sizeof s), (long long)n);
     }
     return 0;
 }
@@ -136,8 +137,8 @@ int cpu_check_numel(const char *op, const char *na, const au_tensor *a, const ch
                     au_err *err) {
     if (au_numel(a) != au_numel(b)) {
         char sa[96], sb[96];
-        return au_errf(err, AU_EINVAL, "%s: %s %s and %s %s differ in size", op, na, au_shape_str(a, sa, sizeof sa),
-                       nb, au_shape_str(b, sb, sizeof sb));
+        return au_errf(err, AU_EINVAL, "%s: %s %s and %s %s differ in size", op, na,
+                       au_shape_str(a, sa, sizeof sa), nb, au_shape_str(b, sb, sizeof sb));
     }
     return 0;
 }
@@ -153,7 +154,8 @@ int cpu_check_readable(const char *op, const char *name, const au_tensor *t, au_
     case AU_BF16: return 0;
     case AU_F8_E4M3:
         if (!t->scale)
-            return au_errf(err, AU_EINVAL, "%s: %s %s has no per-row scale", op, name, au_shape_str(t, s, sizeof s));
+            return au_errf(err, AU_EINVAL, "%s: %s %s has no per-row scale", op, name,
+                           au_shape_str(t, s, sizeof s));
         return 0;
     default:
         return au_errf(err, AU_EINVAL, "%s: %s %s: dtype not supported (f32, f16, bf16, f8_e4m3)", op, name,
@@ -163,9 +165,13 @@ int cpu_check_readable(const char *op, const char *name, const au_tensor *t, au_
 
 /* ---- memory ---- */
 
-static void *cpu_mem_alloc(au_backend *be, size_t bytes) { return aligned_bytes(bytes); }
+static void *cpu_mem_alloc(au_backend *be, size_t bytes) {
+    return aligned_bytes(bytes);
+}
 
-static void cpu_mem_free(au_backend *be, void *ptr) { free(ptr); }
+static void cpu_mem_free(au_backend *be, void *ptr) {
+    free(ptr);
+}
 
 static int cpu_upload(au_backend *be, au_tensor *dst, const void *host_src, au_err *err) {
     int rc = cpu_check_tensor("upload", "dst", dst, err);
@@ -189,7 +195,9 @@ static int cpu_download(au_backend *be, void *host_dst, const au_tensor *src, au
     return 0;
 }
 
-static int cpu_sync(au_backend *be, au_err *err) { return 0; }
+static int cpu_sync(au_backend *be, au_err *err) {
+    return 0;
+}
 
 /* ---- weights ---- */
 

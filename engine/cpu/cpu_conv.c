@@ -2,14 +2,12 @@
  *
  * x [Cin, T, H, W], w [Cout, Cin, kt, kh, kw], y [Cout, T', H', W'] with
  *   T' = (T + pad_t0 + pad_t1 - kt) / st + 1 (same for H, W),
- *   y[o, p] = b[o] + sum_{c,dt,dh,dw} w[o, c, dt, dh, dw] x[c, t'st - pad_t0 + dt, h'sh - pad_h0 + dh, w'sw - pad_w0 + dw]
- * (zero outside x). Flattened, w is a matrix [Cout, K] with K = Cin kt kh kw in
- * the same order as the rows of the im2col matrix [K, P]. The output positions
- * P = T'H'W' are cut into tiles of `tile` columns; a task builds its tile's
- * columns in thread scratch (bounded: K x tile floats) and does one GEMM
- * W [Cout, K] . col [K, tile] into y[:, tile]. A 1x1x1 conv without stride or
- * padding reads x directly. Non-f32 weights are converted once per call into
- * the shared scratch.
+ *   y[o, p] = b[o] + sum_{c,dt,dh,dw} w[o, c, dt, dh, dw] x[c, t'st - pad_t0 + dt, h'sh - pad_h0 + dh, w'sw -
+ * pad_w0 + dw] (zero outside x). Flattened, w is a matrix [Cout, K] with K = Cin kt kh kw in the same order
+ * as the rows of the im2col matrix [K, P]. The output positions P = T'H'W' are cut into tiles of `tile`
+ * columns; a task builds its tile's columns in thread scratch (bounded: K x tile floats) and does one GEMM W
+ * [Cout, K] . col [K, tile] into y[:, tile]. A 1x1x1 conv without stride or padding reads x directly. Non-f32
+ * weights are converted once per call into the shared scratch.
  */
 #include "cpu_gemm.h"
 #include "cpu_internal.h"
@@ -111,16 +109,21 @@ int cpu_conv3d(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor
             return au_errf(err, AU_EINVAL, "%s: pad[%d] = %d must be >= 0", op, i, pad[i]);
     char sx[96], sw[96], sy[96];
     if (x->ndim != 4 || w->ndim != 5 || y->ndim != 4 || w->shape[1] != x->shape[0])
-        return au_errf(err, AU_EINVAL, "%s: x %s, w %s, y %s: expected x [Cin,T,H,W], w [Cout,Cin,kt,kh,kw], y [Cout,T',H',W']",
-                       op, au_shape_str(x, sx, sizeof sx), au_shape_str(w, sw, sizeof sw), au_shape_str(y, sy, sizeof sy));
+        return au_errf(
+            err, AU_EINVAL,
+            "%s: x %s, w %s, y %s: expected x [Cin,T,H,W], w [Cout,Cin,kt,kh,kw], y [Cout,T',H',W']", op,
+            au_shape_str(x, sx, sizeof sx), au_shape_str(w, sw, sizeof sw), au_shape_str(y, sy, sizeof sy));
     int64_t To = out_size(x->shape[1], w->shape[2], stride[0], pad[0], pad[1]);
     int64_t Ho = out_size(x->shape[2], w->shape[3], stride[1], pad[2], pad[3]);
     int64_t Wo = out_size(x->shape[3], w->shape[4], stride[2], pad[4], pad[5]);
     if (y->shape[0] != w->shape[0] || y->shape[1] != To || y->shape[2] != Ho || y->shape[3] != Wo)
-        return au_errf(err, AU_EINVAL, "%s: x %s, w %s, stride {%d,%d,%d}, pad {%d,%d,%d,%d,%d,%d}: y is %s, expected [%lld,%lld,%lld,%lld]",
-                       op, au_shape_str(x, sx, sizeof sx), au_shape_str(w, sw, sizeof sw), stride[0], stride[1],
-                       stride[2], pad[0], pad[1], pad[2], pad[3], pad[4], pad[5], au_shape_str(y, sy, sizeof sy),
-                       (long long)w->shape[0], (long long)To, (long long)Ho, (long long)Wo);
+        return au_errf(err, AU_EINVAL,
+                       "%s: x %s, w %s, stride {%d,%d,%d}, pad {%d,%d,%d,%d,%d,%d}: y is %s, expected "
+                       "[%lld,%lld,%lld,%lld]",
+                       op, au_shape_str(x, sx, sizeof sx), au_shape_str(w, sw, sizeof sw), stride[0],
+                       stride[1], stride[2], pad[0], pad[1], pad[2], pad[3], pad[4], pad[5],
+                       au_shape_str(y, sy, sizeof sy), (long long)w->shape[0], (long long)To, (long long)Ho,
+                       (long long)Wo);
     if (b && (rc = cpu_check_vec(op, "b", b, w->shape[0], err)) < 0)
         return rc;
     if (au_numel(y) > 0 && y->data == x->data)

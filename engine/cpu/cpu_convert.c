@@ -79,7 +79,8 @@ void cpu_read_f32(const au_tensor *t, int64_t start, int64_t n, float *dst) {
     }
     case AU_F16: f16_decode((const uint16_t *)t->data + start, n, dst); break;
     case AU_F8_E4M3: read_f8(t, start, n, dst); break;
-    default: au_convert_to_f32(dst, (const char *)t->data + (size_t)start * au_dtype_size(t->dtype), t->dtype, n);
+    default:
+        au_convert_to_f32(dst, (const char *)t->data + (size_t)start * au_dtype_size(t->dtype), t->dtype, n);
     }
 }
 

@@ -201,7 +201,8 @@ int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs,
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "xs[%d]", i);
-        if ((rc = cpu_check_f32(op, name, xs[i], err)) < 0 || (rc = cpu_check_numel(op, "y", y, name, xs[i], err)) < 0)
+        if ((rc = cpu_check_f32(op, name, xs[i], err)) < 0 ||
+            (rc = cpu_check_numel(op, "y", y, name, xs[i], err)) < 0)
             return rc;
     }
     lincomb_job j = {y->data, xs, coef, n};
@@ -254,7 +255,8 @@ int cpu_copy(au_backend *be, au_tensor *dst, const au_tensor *src, au_err *err) 
     const char *op = "copy";
     cpu_state *cs = cpu_of(be);
     int rc;
-    if ((rc = cpu_check_tensor(op, "src", src, err)) < 0 || (rc = cpu_check_tensor(op, "dst", dst, err)) < 0 ||
+    if ((rc = cpu_check_tensor(op, "src", src, err)) < 0 ||
+        (rc = cpu_check_tensor(op, "dst", dst, err)) < 0 ||
         (rc = cpu_check_numel(op, "dst", dst, "src", src, err)) < 0)
         return rc;
     copy_job j = {cs, dst, src, 0};
@@ -265,7 +267,8 @@ int cpu_copy(au_backend *be, au_tensor *dst, const au_tensor *src, au_err *err) 
     }
     if ((rc = cpu_check_readable(op, "src", src, err)) < 0)
         return rc;
-    if (dst->dtype == AU_F8_E4M3 && src->dtype == AU_F8_E4M3 && dst->shape[0] == src->shape[0] && dst->scale) {
+    if (dst->dtype == AU_F8_E4M3 && src->dtype == AU_F8_E4M3 && dst->shape[0] == src->shape[0] &&
+        dst->scale) {
         memmove(dst->data, src->data, au_nbytes(src)); /* same rows: codes and scales carry over */
         memmove(dst->scale, src->scale, (size_t)src->shape[0] * sizeof(float));
         return 0;
@@ -279,7 +282,8 @@ int cpu_copy(au_backend *be, au_tensor *dst, const au_tensor *src, au_err *err) 
     case AU_BF16: cpu_parallel_for(cs, au_numel(src), ELT_GRAIN, copy_range, &j); return 0;
     case AU_F8_E4M3:
         if (!dst->scale)
-            return au_errf(err, AU_EINVAL, "%s: f8 dst %s has no scale buffer", op, au_shape_str(dst, sd, sizeof sd));
+            return au_errf(err, AU_EINVAL, "%s: f8 dst %s has no scale buffer", op,
+                           au_shape_str(dst, sd, sizeof sd));
         if (dst->shape[0] == 0)
             return 0;
         j.row_len = au_numel(dst) / dst->shape[0];

@@ -19,10 +19,10 @@
 #include <cblas.h>
 #endif
 
-#define GEMM_MR 6       /* rows per micro-kernel */
-#define GEMM_KC 256     /* depth of a packed slice */
-#define GEMM_MC 144     /* rows of a packed A block (a multiple of GEMM_MR) */
-#define GEMM_NR_MAX 32  /* columns per B panel: VF_LANES x vectors per row (1 or 2) */
+#define GEMM_MR 6      /* rows per micro-kernel */
+#define GEMM_KC 256    /* depth of a packed slice */
+#define GEMM_MC 144    /* rows of a packed A block (a multiple of GEMM_MR) */
+#define GEMM_NR_MAX 32 /* columns per B panel: VF_LANES x vectors per row (1 or 2) */
 
 /* Packed A block of the calling thread: [GEMM_MC / GEMM_MR][kc][GEMM_MR]. */
 static _Thread_local float a_pack[GEMM_MC * GEMM_KC] __attribute__((aligned(64)));
@@ -42,8 +42,8 @@ VF_INLINE void pack_a(const float *A, int64_t lda, int64_t mc, int64_t kc, float
 }
 
 /* bp[k][j] = op(B)[k0 + k, n0 + j] for j < nr, zero past nc columns. */
-VF_INLINE void pack_b(const float *B, int64_t ldb, int b_trans, int64_t k0, int64_t kc, int64_t n0, int64_t nc,
-                      int nr, float *bp) {
+VF_INLINE void pack_b(const float *B, int64_t ldb, int b_trans, int64_t k0, int64_t kc, int64_t n0,
+                      int64_t nc, int nr, float *bp) {
     for (int64_t k = 0; k < kc; k++) {
         float *dst = bp + k * nr;
         if (b_trans)
@@ -57,8 +57,8 @@ VF_INLINE void pack_b(const float *B, int64_t ldb, int b_trans, int64_t k0, int6
 }
 
 /* C[0..mr, 0..nc] (+)= ap[kc][MR] . bp[kc][nv * VF_LANES]; nv (1 or 2) is a compile-time constant. */
-VF_INLINE void micro_kernel(int nv, int64_t kc, const float *ap, const float *bp, float *C, int64_t ldc, int64_t mr,
-                            int64_t nc, int add) {
+VF_INLINE void micro_kernel(int nv, int64_t kc, const float *ap, const float *bp, float *C, int64_t ldc,
+                            int64_t mr, int64_t nc, int add) {
     vf acc[GEMM_MR][2];
     for (int r = 0; r < GEMM_MR; r++)
         acc[r][0] = acc[r][1] = (vf){0};
@@ -90,8 +90,9 @@ VF_INLINE void micro_kernel(int nv, int64_t kc, const float *ap, const float *bp
 }
 
 /* The blocked loop nest, inlined into one entry point per ISA with its panel width. */
-VF_INLINE void gemm_own_body(int nv, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
-                             int64_t ldb, int b_trans, float *C, int64_t ldc, int accumulate) {
+VF_INLINE void gemm_own_body(int nv, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                             const float *B, int64_t ldb, int b_trans, float *C, int64_t ldc,
+                             int accumulate) {
     float bp[GEMM_KC * GEMM_NR_MAX] __attribute__((aligned(64)));
     int nr = nv * VF_LANES;
     if (K == 0) {
@@ -117,8 +118,8 @@ VF_INLINE void gemm_own_body(int nv, int64_t M, int64_t N, int64_t K, const floa
     }
 }
 
-#define GEMM_OWN_PARAMS                                                                                            \
-    (int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, int b_trans,         \
+#define GEMM_OWN_PARAMS                                                                                      \
+    (int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb, int b_trans, \
      float *C, int64_t ldc, int accumulate)
 
 /* Two vectors per row where there are 32 vector registers (AVX-512: 12 accumulators hide

@@ -20,14 +20,16 @@
 typedef struct cpu_state {
     tp_pool *pool;
     int n_threads;
-    float **scratch;        /* [n_threads] per-thread buffers */
-    size_t *scratch_bytes;  /* their sizes */
-    float *shared;          /* one buffer shared by all threads */
+    float **scratch;       /* [n_threads] per-thread buffers */
+    size_t *scratch_bytes; /* their sizes */
+    float *shared;         /* one buffer shared by all threads */
     size_t shared_bytes;
     uint64_t scratch_allocs; /* allocations of scratch or shared memory so far */
 } cpu_state;
 
-static inline cpu_state *cpu_of(au_backend *be) { return (cpu_state *)be->impl; }
+static inline cpu_state *cpu_of(au_backend *be) {
+    return (cpu_state *)be->impl;
+}
 
 /* Make every per-thread buffer at least bytes long (contents not kept). */
 int cpu_scratch_reserve(cpu_state *cs, size_t bytes, const char *op, au_err *err);

@@ -37,7 +37,8 @@ static int check_move(const char *op, const au_tensor *y, const au_tensor *x, au
     return 0;
 }
 
-static int shape_error(const char *op, const au_tensor *y, const au_tensor *x, const char *expect, au_err *err) {
+static int shape_error(const char *op, const au_tensor *y, const au_tensor *x, const char *expect,
+                       au_err *err) {
     char sx[96], sy[96];
     return au_errf(err, AU_EINVAL, "%s: x %s, y %s: %s", op, au_shape_str(x, sx, sizeof sx),
                    au_shape_str(y, sy, sizeof sy), expect);
@@ -63,7 +64,8 @@ static void patchify_range(void *ctx, int64_t begin, int64_t end, int thread) {
             for (int kt = 0; kt < j->pt; kt++)
                 for (int kh = 0; kh < j->ph; kh++)
                     for (int kw = 0; kw < j->pw; kw++, col++) {
-                        int64_t si = ((c * j->F + f * j->pt + kt) * j->H + h * j->ph + kh) * j->W + w * j->pw + kw;
+                        int64_t si =
+                            ((c * j->F + f * j->pt + kt) * j->H + h * j->ph + kh) * j->W + w * j->pw + kw;
                         elem_copy(j->y, tok * cols + col, j->x, si, j->esz);
                     }
     }
@@ -79,7 +81,8 @@ static void unpatchify_range(void *ctx, int64_t begin, int64_t end, int thread) 
             for (int kh = 0; kh < j->ph; kh++)
                 for (int kw = 0; kw < j->pw; kw++)
                     for (int64_t c = 0; c < j->C; c++, col++) {
-                        int64_t di = ((c * j->F + f * j->pt + kt) * j->H + h * j->ph + kh) * j->W + w * j->pw + kw;
+                        int64_t di =
+                            ((c * j->F + f * j->pt + kt) * j->H + h * j->ph + kh) * j->W + w * j->pw + kw;
                         elem_copy(j->y, di, j->x, tok * cols + col, j->esz);
                     }
     }
@@ -93,13 +96,22 @@ static int patch_common(const char *op, au_tensor *y, const au_tensor *x, const 
         return rc;
     if (pt < 1 || ph < 1 || pw < 1 || grid->ndim != 4 || tokens->ndim != 2 || grid->shape[1] % pt ||
         grid->shape[2] % ph || grid->shape[3] % pw)
-        return shape_error(op, y, x, "expected a [C,F,H,W] grid divisible by the patch and [n_tokens, C*pt*ph*pw] tokens",
-                           err);
+        return shape_error(
+            op, y, x, "expected a [C,F,H,W] grid divisible by the patch and [n_tokens, C*pt*ph*pw] tokens",
+            err);
     int64_t n = (grid->shape[1] / pt) * (grid->shape[2] / ph) * (grid->shape[3] / pw);
     if (tokens->shape[0] != n || tokens->shape[1] != grid->shape[0] * pt * ph * pw)
         return shape_error(op, y, x, "token count or width does not match the grid and patch", err);
-    patch_job pj = {x->data, y->data, au_dtype_size(x->dtype), grid->shape[0], grid->shape[1], grid->shape[2],
-                    grid->shape[3], pt, ph, pw};
+    patch_job pj = {x->data,
+                    y->data,
+                    au_dtype_size(x->dtype),
+                    grid->shape[0],
+                    grid->shape[1],
+                    grid->shape[2],
+                    grid->shape[3],
+                    pt,
+                    ph,
+                    pw};
     *j = pj;
     return 0;
 }
@@ -181,7 +193,9 @@ static void outer_inner(const au_tensor *t, int dim, int64_t *outer, int64_t *in
         *inner *= t->shape[i];
 }
 
-static int64_t block_grain(size_t bytes) { return bytes >= 65536 ? 1 : (int64_t)(65536 / (bytes ? bytes : 1)); }
+static int64_t block_grain(size_t bytes) {
+    return bytes >= 65536 ? 1 : (int64_t)(65536 / (bytes ? bytes : 1));
+}
 
 int cpu_concat(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, int dim, au_err *err) {
     const char *op = "concat";
@@ -196,8 +210,8 @@ int cpu_concat(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor
     if (!ok) {
         char sa[96], sb[96], sy[96];
         return au_errf(err, AU_EINVAL, "%s: a %s, b %s, y %s, dim %d: shapes do not concatenate", op,
-                       au_shape_str(a, sa, sizeof sa), au_shape_str(b, sb, sizeof sb), au_shape_str(y, sy, sizeof sy),
-                       dim);
+                       au_shape_str(a, sa, sizeof sa), au_shape_str(b, sb, sizeof sb),
+                       au_shape_str(y, sy, sizeof sy), dim);
     }
     int64_t outer, inner;
     outer_inner(y, dim, &outer, &inner);
@@ -218,7 +232,8 @@ int cpu_slice(au_backend *be, au_tensor *y, const au_tensor *x, int dim, int64_t
     int rc;
     if ((rc = check_move(op, y, x, err)) < 0)
         return rc;
-    int ok = dim >= 0 && dim < x->ndim && y->ndim == x->ndim && start >= 0 && start + y->shape[dim] <= x->shape[dim];
+    int ok = dim >= 0 && dim < x->ndim && y->ndim == x->ndim && start >= 0 &&
+             start + y->shape[dim] <= x->shape[dim];
     for (int i = 0; ok && i < x->ndim; i++)
         if (i != dim && x->shape[i] != y->shape[i])
             ok = 0;
@@ -230,8 +245,9 @@ int cpu_slice(au_backend *be, au_tensor *y, const au_tensor *x, int dim, int64_t
     int64_t outer, inner;
     outer_inner(x, dim, &outer, &inner);
     size_t esz = au_dtype_size(x->dtype);
-    block_job j = {(const char *)x->data + (size_t)(start * inner) * esz, y->data, (size_t)(x->shape[dim] * inner) * esz,
-                   (size_t)(y->shape[dim] * inner) * esz, (size_t)(y->shape[dim] * inner) * esz};
+    block_job j = {(const char *)x->data + (size_t)(start * inner) * esz, y->data,
+                   (size_t)(x->shape[dim] * inner) * esz, (size_t)(y->shape[dim] * inner) * esz,
+                   (size_t)(y->shape[dim] * inner) * esz};
     if (j.bytes)
         cpu_parallel_for(cpu_of(be), outer, block_grain(j.bytes), block_range, &j);
     return 0;

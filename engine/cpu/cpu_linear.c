@@ -63,7 +63,8 @@ int cpu_linear(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor
     int64_t in = x->shape[x->ndim - 1], n = au_rows(x);
     if (w->ndim != 2 || w->shape[1] != in || y->shape[y->ndim - 1] != w->shape[0] || au_rows(y) != n)
         return au_errf(err, AU_EINVAL, "%s: x %s, w %s, y %s: expected x [n,in], w [out,in], y [n,out]", op,
-                       au_shape_str(x, sx, sizeof sx), au_shape_str(w, sw, sizeof sw), au_shape_str(y, sy, sizeof sy));
+                       au_shape_str(x, sx, sizeof sx), au_shape_str(w, sw, sizeof sw),
+                       au_shape_str(y, sy, sizeof sy));
     int64_t out = w->shape[0];
     if (b && (rc = cpu_check_vec(op, "b", b, out, err)) < 0)
         return rc;

@@ -35,14 +35,14 @@ int cpu_embed(au_backend *be, au_tensor *y, const au_tensor *table, const int32_
         return rc;
     char sy[96], st[96];
     if (table->ndim != 2 || n < 0 || au_rows(y) != n || y->shape[y->ndim - 1] != table->shape[1])
-        return au_errf(err, AU_EINVAL, "%s: table %s, y %s, %d ids: expected table [vocab,dim], y [n,dim]", op,
-                       au_shape_str(table, st, sizeof st), au_shape_str(y, sy, sizeof sy), n);
+        return au_errf(err, AU_EINVAL, "%s: table %s, y %s, %d ids: expected table [vocab,dim], y [n,dim]",
+                       op, au_shape_str(table, st, sizeof st), au_shape_str(y, sy, sizeof sy), n);
     if (n > 0 && !ids)
         return au_errf(err, AU_EINVAL, "%s: ids is NULL", op);
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= table->shape[0])
-            return au_errf(err, AU_EINVAL, "%s: id %d at position %d is outside the vocabulary [0, %lld)", op, ids[i],
-                           i, (long long)table->shape[0]);
+            return au_errf(err, AU_EINVAL, "%s: id %d at position %d is outside the vocabulary [0, %lld)", op,
+                           ids[i], i, (long long)table->shape[0]);
     embed_job j = {table, ids, y->data, table->shape[1]};
     cpu_parallel_for(cpu_of(be), n, 16, embed_range, &j);
     return 0;
@@ -119,19 +119,27 @@ int cpu_layernorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_ten
     if ((rc = check_same(op, y, x, err)) < 0)
         return rc;
     int64_t dim = x->shape[x->ndim - 1];
-    if ((w && (rc = cpu_check_vec(op, "w", w, dim, err)) < 0) || (b && (rc = cpu_check_vec(op, "b", b, dim, err)) < 0) ||
+    if ((w && (rc = cpu_check_vec(op, "w", w, dim, err)) < 0) ||
+        (b && (rc = cpu_check_vec(op, "b", b, dim, err)) < 0) ||
         (shift && (rc = cpu_check_vec(op, "shift", shift, dim, err)) < 0) ||
         (scale && (rc = cpu_check_vec(op, "scale", scale, dim, err)) < 0))
         return rc;
     if (dim == 0)
         return 0;
-    norm_job j = {x->data, w ? w->data : NULL, b ? b->data : NULL, shift ? shift->data : NULL,
-                  scale ? scale->data : NULL, y->data, dim, eps};
+    norm_job j = {x->data,
+                  w ? w->data : NULL,
+                  b ? b->data : NULL,
+                  shift ? shift->data : NULL,
+                  scale ? scale->data : NULL,
+                  y->data,
+                  dim,
+                  eps};
     cpu_parallel_for(cpu_of(be), au_rows(x), 4, layernorm_range, &j);
     return 0;
 }
 
-int cpu_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps, au_err *err) {
+int cpu_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
+                au_err *err) {
     const char *op = "rmsnorm";
     int rc;
     if ((rc = check_same(op, y, x, err)) < 0)
@@ -193,12 +201,14 @@ int cpu_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const
     if ((rc = check_same(op, y, x, err)) < 0 || (rc = cpu_check_f32(op, "gamma", gamma, err)) < 0)
         return rc;
     int64_t C = x->shape[0];
-    if ((rc = cpu_check_vec(op, "gamma", gamma, C, err)) < 0 || (bias && (rc = cpu_check_vec(op, "bias", bias, C, err)) < 0))
+    if ((rc = cpu_check_vec(op, "gamma", gamma, C, err)) < 0 ||
+        (bias && (rc = cpu_check_vec(op, "bias", bias, C, err)) < 0))
         return rc;
     if (C == 0)
         return 0;
     int64_t S = au_numel(x) / C;
-    if ((rc = cpu_scratch_reserve(cs, (size_t)(CHNORM_BLOCK + 2) * (sizeof(float) + sizeof(double)), op, err)) < 0)
+    if ((rc = cpu_scratch_reserve(cs, (size_t)(CHNORM_BLOCK + 2) * (sizeof(float) + sizeof(double)), op,
+                                  err)) < 0)
         return rc;
     int64_t T = cs->n_threads;
     int64_t block = (S + 4 * T - 1) / (4 * T);
@@ -241,9 +251,10 @@ int cpu_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads,
     int64_t row = x->shape[x->ndim - 1], n = au_rows(x);
     if (n_heads < 1 || row % n_heads != 0 || (row / n_heads) % 2 != 0 ||
         au_numel(cossin) != n * (row / n_heads))
-        return au_errf(err, AU_EINVAL,
-                       "%s: x %s, cossin %s, %d heads: expected x [n, H*D] with D even and cossin [n, D/2, 2]", op,
-                       au_shape_str(x, sx, sizeof sx), au_shape_str(cossin, sc, sizeof sc), n_heads);
+        return au_errf(
+            err, AU_EINVAL,
+            "%s: x %s, cossin %s, %d heads: expected x [n, H*D] with D even and cossin [n, D/2, 2]", op,
+            au_shape_str(x, sx, sizeof sx), au_shape_str(cossin, sc, sizeof sc), n_heads);
     rope_job j = {x->data, cossin->data, n_heads, row / n_heads};
     cpu_parallel_for(cpu_of(be), n, 16, rope_range, &j);
     return 0;

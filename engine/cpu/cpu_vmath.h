@@ -72,21 +72,29 @@ VF_INLINE void vf_sigmoid_inplace(vf *pz) {
 /* Defines `static void name params` that calls name##_body args compiled for the best
  * ISA of the running CPU. name##_body must be a VF_INLINE void function. */
 #if CPU_SIMD_X86
-#define CPU_SIMD_VARIANTS(name, params, args)                                                                      \
-    static void name##_generic params { name##_body args; }                                                        \
-    __attribute__((target("avx512f,avx2,fma"))) static void name##_avx512 params { name##_body args; }             \
-    __attribute__((target("avx2,fma"))) static void name##_avx2 params { name##_body args; }                       \
-    static void name params {                                                                                      \
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))                                     \
-            name##_avx512 args;                                                                                    \
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))                                  \
-            name##_avx2 args;                                                                                      \
-        else                                                                                                       \
-            name##_generic args;                                                                                   \
+#define CPU_SIMD_VARIANTS(name, params, args)                                                                \
+    static void name##_generic params {                                                                      \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    __attribute__((target("avx512f,avx2,fma"))) static void name##_avx512 params {                           \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    __attribute__((target("avx2,fma"))) static void name##_avx2 params {                                     \
+        name##_body args;                                                                                    \
+    }                                                                                                        \
+    static void name params {                                                                                \
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))                              \
+            name##_avx512 args;                                                                              \
+        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))                            \
+            name##_avx2 args;                                                                                \
+        else                                                                                                 \
+            name##_generic args;                                                                             \
     }
 #else
-#define CPU_SIMD_VARIANTS(name, params, args)                                                                      \
-    static void name params { name##_body args; }
+#define CPU_SIMD_VARIANTS(name, params, args)                                                                \
+    static void name params {                                                                                \
+        name##_body args;                                                                                    \
+    }
 #endif
 
 #endif

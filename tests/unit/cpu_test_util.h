@@ -14,20 +14,20 @@
 #include <string.h>
 
 static int failures;
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            failures++;                                                                                            \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                               \
-            fprintf(stderr, __VA_ARGS__);                                                                          \
-            fprintf(stderr, "\n");                                                                                 \
-        }                                                                                                          \
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            failures++;                                                                                      \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                         \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fprintf(stderr, "\n");                                                                           \
+        }                                                                                                    \
     } while (0)
 /* expr returns 0; `err` (an au_err in scope) explains a failure */
-#define CHECK_OK(expr)                                                                                             \
-    do {                                                                                                           \
-        int rc_ = (expr);                                                                                          \
-        CHECK(rc_ == 0, "%s returned %d: %s", #expr, rc_, err.msg);                                                \
+#define CHECK_OK(expr)                                                                                       \
+    do {                                                                                                     \
+        int rc_ = (expr);                                                                                    \
+        CHECK(rc_ == 0, "%s returned %d: %s", #expr, rc_, err.msg);                                          \
     } while (0)
 
 #define REL_TOL 1e-5
@@ -40,7 +40,9 @@ static inline uint32_t rng_u32(void) {
     return (uint32_t)(rng_state >> 11);
 }
 /* uniform in [-1, 1) */
-static inline float rng_f(void) { return (float)(rng_u32() & 0xffffff) / 8388608.0f - 1.0f; }
+static inline float rng_f(void) {
+    return (float)(rng_u32() & 0xffffff) / 8388608.0f - 1.0f;
+}
 static inline void fill_rand(float *x, int64_t n, float amp) {
     for (int64_t i = 0; i < n; i++)
         x[i] = amp * rng_f();
@@ -60,7 +62,8 @@ static inline au_tensor mk(au_dtype dt, int ndim, const int64_t *shape) {
         fill_rand(t.data, au_numel(&t), 1.0f);
     return t;
 }
-#define MK(dt, ...) mk((dt), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
+#define MK(dt, ...)                                                                                          \
+    mk((dt), (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 
 static inline double rel_err(const float *got, const double *ref, int64_t n) {
     double num = 0.0, den = 0.0;
@@ -81,7 +84,11 @@ static inline double *dalloc(int64_t n) {
     return p;
 }
 
-static inline double gelu_ref(double x) { return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))); }
-static inline double silu_ref(double x) { return x / (1.0 + exp(-x)); }
+static inline double gelu_ref(double x) {
+    return 0.5 * x * (1.0 + tanh(sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
+}
+static inline double silu_ref(double x) {
+    return x / (1.0 + exp(-x));
+}
 
 #endif

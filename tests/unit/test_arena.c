@@ -13,14 +13,14 @@
 #include <string.h>
 
 static int failures;
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            failures++;                                                                                            \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                               \
-            fprintf(stderr, __VA_ARGS__);                                                                          \
-            fprintf(stderr, "\n");                                                                                 \
-        }                                                                                                          \
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            failures++;                                                                                      \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                         \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fprintf(stderr, "\n");                                                                           \
+        }                                                                                                    \
     } while (0)
 
 static int n_allocs, n_frees, live, refuse;
@@ -62,18 +62,21 @@ static int run_pass(au_arena *a, char **ptrs) {
 static void test_alignment_and_growth(au_backend *be) {
     au_arena *a = be_arena_create(be, 1 << 16);
     CHECK(a && be_arena_backend(a) == be, "create");
-    CHECK(be_arena_chunk_allocs(a) == 0 && be_arena_capacity(a) == 0, "lazy: no memory before the first alloc");
+    CHECK(be_arena_chunk_allocs(a) == 0 && be_arena_capacity(a) == 0,
+          "lazy: no memory before the first alloc");
     char *ptrs[16];
     int n = run_pass(a, ptrs);
     CHECK(n == 10, "first pass allocates");
     for (int i = 0; i < n; i++)
-        CHECK(((uintptr_t)ptrs[i] & 255) == 0, "allocation %d at %p is not 256-byte aligned", i, (void *)ptrs[i]);
+        CHECK(((uintptr_t)ptrs[i] & 255) == 0, "allocation %d at %p is not 256-byte aligned", i,
+              (void *)ptrs[i]);
     /* contents survive later allocations (no overlap) */
     static const size_t sizes[] = {1, 300, 4096, 100000, 7, 65536, 256, 257, 3000000, 12};
     for (int i = 0; i < n; i++)
         CHECK(ptrs[i][0] == i + 1 && ptrs[i][sizes[i] - 1] == i + 1, "allocation %d was overwritten", i);
     uint64_t first_pass_allocs = be_arena_chunk_allocs(a);
-    CHECK(first_pass_allocs > 1, "the pass needed several chunks (%llu)", (unsigned long long)first_pass_allocs);
+    CHECK(first_pass_allocs > 1, "the pass needed several chunks (%llu)",
+          (unsigned long long)first_pass_allocs);
     size_t used = be_arena_used(a);
     size_t expect = 0;
     for (int i = 0; i < n; i++)
@@ -85,8 +88,8 @@ static void test_alignment_and_growth(au_backend *be) {
     be_arena_reset(a);
     CHECK(be_arena_used(a) == 0, "reset rewinds");
     CHECK(live == 1, "one chunk after reset (%d live)", live);
-    CHECK(be_arena_capacity(a) >= used, "merged chunk holds the high-water mark (%zu < %zu)", be_arena_capacity(a),
-          used);
+    CHECK(be_arena_capacity(a) >= used, "merged chunk holds the high-water mark (%zu < %zu)",
+          be_arena_capacity(a), used);
     uint64_t after_merge = be_arena_chunk_allocs(a);
 
     /* an identical second pass makes no backend allocation */
@@ -112,7 +115,8 @@ static void test_tensor_alloc(au_backend *be) {
     CHECK(t.dtype == AU_BF16 && t.ndim == 3 && t.shape[2] == 7 && t.data && !t.scale, "tensor fields");
     CHECK(((uintptr_t)t.data & 255) == 0, "tensor data aligned");
     au_tensor q;
-    CHECK(be_arena_tensor(a, AU_F8_E4M3, 3, shape, &q, &err) == 0 && q.scale, "f8 tensor gets a scale buffer");
+    CHECK(be_arena_tensor(a, AU_F8_E4M3, 3, shape, &q, &err) == 0 && q.scale,
+          "f8 tensor gets a scale buffer");
     memset(q.scale, 0, 5 * sizeof(float));
     memset(q.data, 1, au_nbytes(&q));
     int64_t neg[1] = {-1};

@@ -14,8 +14,8 @@ typedef struct conv_case {
     int stride[3], pad[6];
 } conv_case;
 
-static void conv_ref(const conv_case *c, const float *x, const double *w, const float *b, double *y, int64_t To,
-                     int64_t Ho, int64_t Wo) {
+static void conv_ref(const conv_case *c, const float *x, const double *w, const float *b, double *y,
+                     int64_t To, int64_t Ho, int64_t Wo) {
     for (int64_t o = 0; o < c->cout; o++)
         for (int64_t t = 0; t < To; t++)
             for (int64_t h = 0; h < Ho; h++)
@@ -43,7 +43,8 @@ static void run_case(au_backend *be, const conv_case *c, au_dtype wdt, int use_b
     int64_t To = (c->T + c->pad[0] + c->pad[1] - c->kt) / c->stride[0] + 1;
     int64_t Ho = (c->H + c->pad[2] + c->pad[3] - c->kh) / c->stride[1] + 1;
     int64_t Wo = (c->W + c->pad[4] + c->pad[5] - c->kw) / c->stride[2] + 1;
-    au_tensor x = MK(AU_F32, c->cin, c->T, c->H, c->W), y = MK(AU_F32, c->cout, To, Ho, Wo), b = MK(AU_F32, c->cout);
+    au_tensor x = MK(AU_F32, c->cin, c->T, c->H, c->W), y = MK(AU_F32, c->cout, To, Ho, Wo),
+              b = MK(AU_F32, c->cout);
     au_tensor w = MK(wdt, c->cout, c->cin, c->kt, c->kh, c->kw);
     int64_t nw = au_numel(&w), row = nw / c->cout;
     double *wd = dalloc(nw), *ref = dalloc(au_numel(&y));
@@ -71,11 +72,12 @@ static void run_case(au_backend *be, const conv_case *c, au_dtype wdt, int use_b
     CHECK_OK(be_conv3d(be, &y, &x, &w, use_bias ? &b : NULL, c->stride, c->pad, &err));
     double e = rel_err(y.data, ref, au_numel(&y));
     CHECK(e < REL_TOL,
-          "conv3d cin %lld cout %lld x [%lld,%lld,%lld] k (%lld,%lld,%lld) stride {%d,%d,%d} pad {%d,%d,%d,%d,%d,%d} "
+          "conv3d cin %lld cout %lld x [%lld,%lld,%lld] k (%lld,%lld,%lld) stride {%d,%d,%d} pad "
+          "{%d,%d,%d,%d,%d,%d} "
           "w %s bias %d: rel %.3g",
-          (long long)c->cin, (long long)c->cout, (long long)c->T, (long long)c->H, (long long)c->W, (long long)c->kt,
-          (long long)c->kh, (long long)c->kw, c->stride[0], c->stride[1], c->stride[2], c->pad[0], c->pad[1], c->pad[2],
-          c->pad[3], c->pad[4], c->pad[5], au_dtype_name(wdt), use_bias, e);
+          (long long)c->cin, (long long)c->cout, (long long)c->T, (long long)c->H, (long long)c->W,
+          (long long)c->kt, (long long)c->kh, (long long)c->kw, c->stride[0], c->stride[1], c->stride[2],
+          c->pad[0], c->pad[1], c->pad[2], c->pad[3], c->pad[4], c->pad[5], au_dtype_name(wdt), use_bias, e);
     free(wd), free(ref);
 }
 
@@ -128,14 +130,15 @@ static void test_errors(au_backend *be) {
               strstr(err.msg, "[2,3,5,5] f32") && strstr(err.msg, "expected [2,3,5,6]"),
           "wrong y shape: %s", err.msg);
     au_tensor wbad = MK(AU_F32, 2, 3, 3, 3, 3);
-    CHECK(be_conv3d(be, &y, &x, &wbad, NULL, stride, pad, &err) == AU_EINVAL && strstr(err.msg, "[2,3,3,3,3]"),
+    CHECK(be_conv3d(be, &y, &x, &wbad, NULL, stride, pad, &err) == AU_EINVAL &&
+              strstr(err.msg, "[2,3,3,3,3]"),
           "Cin mismatch: %s", err.msg);
     int zero_stride[3] = {1, 0, 1};
     CHECK(be_conv3d(be, &y, &x, &w, NULL, zero_stride, pad, &err) == AU_EINVAL && strstr(err.msg, "stride"),
           "zero stride: %s", err.msg);
     au_tensor b = MK(AU_F32, 3);
-    CHECK(be_conv3d(be, &y, &x, &w, &b, stride, pad, &err) == AU_EINVAL && strstr(err.msg, "b"), "bias size: %s",
-          err.msg);
+    CHECK(be_conv3d(be, &y, &x, &w, &b, stride, pad, &err) == AU_EINVAL && strstr(err.msg, "b"),
+          "bias size: %s", err.msg);
     CHECK(be_conv3d(be, &x, &x, &w, NULL, stride, pad, &err) == AU_EINVAL, "y aliasing x refused");
 }
 

@@ -66,9 +66,18 @@ static au_tensor make_weight(au_dtype dt, int64_t out, int64_t in, double *dec) 
     for (int64_t i = 0; i < n; i++) {
         float v = rng_f() * 0.5f;
         switch (dt) {
-        case AU_F32: ((float *)w.data)[i] = v; dec[i] = v; break;
-        case AU_F16: ((uint16_t *)w.data)[i] = au_f32_to_f16(v); dec[i] = au_f16_to_f32(au_f32_to_f16(v)); break;
-        case AU_BF16: ((uint16_t *)w.data)[i] = au_f32_to_bf16(v); dec[i] = au_bf16_to_f32(au_f32_to_bf16(v)); break;
+        case AU_F32:
+            ((float *)w.data)[i] = v;
+            dec[i] = v;
+            break;
+        case AU_F16:
+            ((uint16_t *)w.data)[i] = au_f32_to_f16(v);
+            dec[i] = au_f16_to_f32(au_f32_to_f16(v));
+            break;
+        case AU_BF16:
+            ((uint16_t *)w.data)[i] = au_f32_to_bf16(v);
+            dec[i] = au_bf16_to_f32(au_f32_to_bf16(v));
+            break;
         default: {
             uint8_t code = (uint8_t)(rng_u32() & 0xff);
             if ((code & 0x7f) == 0x7f)
@@ -89,7 +98,8 @@ static au_tensor make_weight(au_dtype dt, int64_t out, int64_t in, double *dec) 
 }
 
 static void test_linear(au_backend *be) {
-    static const int64_t dims[][3] = {{1, 1, 1}, {3, 17, 5}, {17, 129, 33}, {129, 64, 300}, {257, 40, 18}, {2, 1536, 70}};
+    static const int64_t dims[][3] = {{1, 1, 1},      {3, 17, 5},    {17, 129, 33},
+                                      {129, 64, 300}, {257, 40, 18}, {2, 1536, 70}};
     static const au_dtype dts[] = {AU_F32, AU_F16, AU_BF16, AU_F8_E4M3};
     au_err err = {0};
     for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++)
@@ -107,12 +117,14 @@ static void test_linear(au_backend *be) {
                         double s = use_bias ? bf[o] : 0.0;
                         for (int64_t k = 0; k < in; k++)
                             s += (double)xf[r * in + k] * wd[o * in + k];
-                        ref[r * out + o] = act == AU_ACT_GELU_TANH ? gelu_ref(s) : act == AU_ACT_SILU ? silu_ref(s) : s;
+                        ref[r * out + o] = act == AU_ACT_GELU_TANH ? gelu_ref(s)
+                                           : act == AU_ACT_SILU    ? silu_ref(s)
+                                                                   : s;
                     }
                 CHECK_OK(be_linear(be, &y, &x, &w, use_bias ? &b : NULL, (au_act)act, &err));
                 double e = rel_err(y.data, ref, n * out);
-                CHECK(e < REL_TOL, "linear n=%lld in=%lld out=%lld w %s act %d bias %d: rel %.3g", (long long)n,
-                      (long long)in, (long long)out, au_dtype_name(dts[d]), act, use_bias, e);
+                CHECK(e < REL_TOL, "linear n=%lld in=%lld out=%lld w %s act %d bias %d: rel %.3g",
+                      (long long)n, (long long)in, (long long)out, au_dtype_name(dts[d]), act, use_bias, e);
                 free(wd), free(ref);
             }
     /* leading dims are rows: x [2, 3, in] */
@@ -143,8 +155,8 @@ static void test_linear_steady_state(au_backend *be) {
     free(wd);
 }
 
-static void attention_ref(const float *q, const float *k, const float *v, const float *bias, int64_t nq, int64_t nk,
-                          int64_t H, int64_t D, double scale, double *out) {
+static void attention_ref(const float *q, const float *k, const float *v, const float *bias, int64_t nq,
+                          int64_t nk, int64_t H, int64_t D, double scale, double *out) {
     double *s = dalloc(nk);
     for (int64_t h = 0; h < H; h++)
         for (int64_t i = 0; i < nq; i++) {
@@ -172,7 +184,7 @@ static void attention_ref(const float *q, const float *k, const float *v, const 
 
 static void test_attention(au_backend *be) {
     /* nq, nk, heads, head_dim */
-    static const int64_t dims[][4] = {{1, 1, 1, 1},     {17, 33, 2, 8}, {64, 129, 3, 16}, {300, 20, 2, 64},
+    static const int64_t dims[][4] = {{1, 1, 1, 1},     {17, 33, 2, 8},   {64, 129, 3, 16}, {300, 20, 2, 64},
                                       {40, 40, 1, 384}, {5, 512, 4, 128}, {129, 17, 12, 3}};
     au_err err = {0};
     for (size_t c = 0; c < sizeof dims / sizeof dims[0]; c++)
@@ -211,8 +223,8 @@ static void test_errors(au_backend *be) {
     CHECK(strstr(err.msg, "linear") && strstr(err.msg, "[4,16] f32") && strstr(err.msg, "[8,17] f32"),
           "message names op and shapes: %s", err.msg);
     au_tensor w2 = MK(AU_F32, 8, 16);
-    CHECK(be_linear(be, &y, &x, &w2, &b, AU_ACT_NONE, &err) == AU_EINVAL && strstr(err.msg, "b"), "bias size: %s",
-          err.msg);
+    CHECK(be_linear(be, &y, &x, &w2, &b, AU_ACT_NONE, &err) == AU_EINVAL && strstr(err.msg, "b"),
+          "bias size: %s", err.msg);
     au_tensor sq = MK(AU_F32, 8, 8), w3 = MK(AU_F32, 8, 8);
     CHECK(be_linear(be, &sq, &sq, &w3, NULL, AU_ACT_NONE, &err) == AU_EINVAL && strstr(err.msg, "alias"),
           "linear refuses y == x: %s", err.msg);
@@ -224,7 +236,8 @@ static void test_errors(au_backend *be) {
     CHECK(be_linear(be, &y, &xi, &w2, NULL, AU_ACT_NONE, &err) == AU_EINVAL && strstr(err.msg, "f32"),
           "x must be f32: %s", err.msg);
     au_tensor q = MK(AU_F32, 5, 12), k = MK(AU_F32, 7, 12), kbad = MK(AU_F32, 7, 10), o = MK(AU_F32, 5, 12);
-    CHECK(be_attention(be, &o, &q, &kbad, &k, 3, 1.0f, NULL, &err) == AU_EINVAL && strstr(err.msg, "attention"),
+    CHECK(be_attention(be, &o, &q, &kbad, &k, 3, 1.0f, NULL, &err) == AU_EINVAL &&
+              strstr(err.msg, "attention"),
           "attention k width: %s", err.msg);
     CHECK(be_attention(be, &o, &q, &k, &k, 5, 1.0f, NULL, &err) == AU_EINVAL, "heads must divide the width");
     au_tensor bias = MK(AU_F32, 3, 5, 6);

@@ -19,7 +19,8 @@ static void test_weights(void) {
     au_tensor src = MK(AU_BF16, 17, 5), dst;
     CHECK(be->ops->weight_bytes(be, &src, AU_W_MATRIX) == 0, "bf16 matrix takes no arena bytes");
     CHECK_OK(be->ops->weight_load(be, wa, &src, NULL, AU_W_MATRIX, &dst, &err));
-    CHECK(dst.data == src.data && dst.dtype == AU_BF16 && au_same_shape(&dst, &src), "bf16 matrix kept by reference");
+    CHECK(dst.data == src.data && dst.dtype == AU_BF16 && au_same_shape(&dst, &src),
+          "bf16 matrix kept by reference");
     CHECK(be_arena_used(wa) == 0, "nothing taken from the arena");
     /* f8 matrix: by reference, per-row scale copied */
     au_tensor q = MK(AU_F8_E4M3, 3, 4);
@@ -29,8 +30,10 @@ static void test_weights(void) {
     CHECK_OK(be->ops->weight_load(be, wa, &q, scale, AU_W_MATRIX, &dst, &err));
     CHECK(dst.data == q.data && dst.scale && dst.scale != (void *)scale && ((float *)dst.scale)[1] == 2.0f,
           "f8 matrix referenced, scale copied");
-    CHECK(be_arena_used(wa) == wb && wb == 256, "weight_bytes %zu equals arena use %zu", wb, be_arena_used(wa));
-    CHECK(be->ops->weight_load(be, wa, &q, NULL, AU_W_MATRIX, &dst, &err) == AU_EINVAL && strstr(err.msg, "scale"),
+    CHECK(be_arena_used(wa) == wb && wb == 256, "weight_bytes %zu equals arena use %zu", wb,
+          be_arena_used(wa));
+    CHECK(be->ops->weight_load(be, wa, &q, NULL, AU_W_MATRIX, &dst, &err) == AU_EINVAL &&
+              strstr(err.msg, "scale"),
           "f8 without scale: %s", err.msg);
     /* vector: f32 copy */
     au_tensor v = MK(AU_F16, 129);
@@ -39,13 +42,16 @@ static void test_weights(void) {
     size_t before = be_arena_used(wa);
     wb = be->ops->weight_bytes(be, &v, AU_W_VECTOR);
     CHECK_OK(be->ops->weight_load(be, wa, &v, NULL, AU_W_VECTOR, &dst, &err));
-    CHECK(dst.dtype == AU_F32 && dst.data != v.data && ((float *)dst.data)[128] == 61.0f, "vector converted to f32");
+    CHECK(dst.dtype == AU_F32 && dst.data != v.data && ((float *)dst.data)[128] == 61.0f,
+          "vector converted to f32");
     CHECK(be_arena_used(wa) - before == wb, "vector weight_bytes %zu", wb);
     au_tensor e = MK(AU_BF16, 4, 3);
     CHECK_OK(be->ops->weight_load(be, wa, &e, NULL, AU_W_F32, &dst, &err));
-    CHECK(dst.dtype == AU_F32 && dst.data != e.data && dst.shape[0] == 4 && dst.shape[1] == 3, "AU_W_F32 copies");
+    CHECK(dst.dtype == AU_F32 && dst.data != e.data && dst.shape[0] == 4 && dst.shape[1] == 3,
+          "AU_W_F32 copies");
     au_tensor iv = MK(AU_I64, 4);
-    CHECK(be->ops->weight_load(be, wa, &iv, NULL, AU_W_VECTOR, &dst, &err) == AU_EINVAL, "i64 weight refused");
+    CHECK(be->ops->weight_load(be, wa, &iv, NULL, AU_W_VECTOR, &dst, &err) == AU_EINVAL,
+          "i64 weight refused");
     be_arena_destroy(wa);
 }
 
@@ -66,7 +72,8 @@ static void test_embed(void) {
             else if (dts[d] == AU_F16)
                 ((uint16_t *)table.data)[i] = au_f32_to_f16(v), dec[i] = au_f16_to_f32(au_f32_to_f16(v));
             else
-                ((uint8_t *)table.data)[i] = au_f32_to_f8e4m3(v * 100), dec[i] = au_f8e4m3_to_f32(au_f32_to_f8e4m3(v * 100));
+                ((uint8_t *)table.data)[i] = au_f32_to_f8e4m3(v * 100),
+                          dec[i] = au_f8e4m3_to_f32(au_f32_to_f8e4m3(v * 100));
         }
         if (dts[d] == AU_F8_E4M3)
             for (int64_t r = 0; r < vocab; r++) {
@@ -83,8 +90,8 @@ static void test_embed(void) {
         CHECK(rel_err(y.data, ref, 5 * dim) < REL_TOL, "embed %s", au_dtype_name(dts[d]));
         int32_t bad[2] = {3, 37};
         au_tensor y2 = MK(AU_F32, 2, dim);
-        CHECK(be_embed(be, &y2, &table, bad, 2, &err) == AU_EINVAL && strstr(err.msg, "37"), "id out of range: %s",
-              err.msg);
+        CHECK(be_embed(be, &y2, &table, bad, 2, &err) == AU_EINVAL && strstr(err.msg, "37"),
+              "id out of range: %s", err.msg);
         free(dec);
     }
 }
@@ -124,10 +131,11 @@ static void test_layernorm(void) {
                 }
             }
             au_tensor *out = (mask % 3 == 0) ? &x : &y; /* in place sometimes */
-            CHECK_OK(be_layernorm(be, out, &x, mask & 1 ? &w : NULL, mask & 2 ? &b : NULL, mask & 4 ? &sh : NULL,
-                                  mask & 8 ? &sc : NULL, 1e-6f, &err));
+            CHECK_OK(be_layernorm(be, out, &x, mask & 1 ? &w : NULL, mask & 2 ? &b : NULL,
+                                  mask & 4 ? &sh : NULL, mask & 8 ? &sc : NULL, 1e-6f, &err));
             double e = rel_err(out->data, ref, n * dim);
-            CHECK(e < REL_TOL, "layernorm [%lld,%lld] mask %d: rel %.3g", (long long)n, (long long)dim, mask, e);
+            CHECK(e < REL_TOL, "layernorm [%lld,%lld] mask %d: rel %.3g", (long long)n, (long long)dim, mask,
+                  e);
             free(ref);
         }
 }
@@ -148,7 +156,8 @@ static void test_rmsnorm(void) {
                     ms += (double)xf[r * dim + i] * xf[r * dim + i];
                 ms /= dim;
                 for (int64_t i = 0; i < dim; i++)
-                    ref[r * dim + i] = xf[r * dim + i] / sqrt(ms + 1e-6) * ((opt & 1) ? ((float *)w.data)[i] : 1.0);
+                    ref[r * dim + i] =
+                        xf[r * dim + i] / sqrt(ms + 1e-6) * ((opt & 1) ? ((float *)w.data)[i] : 1.0);
             }
             au_tensor *out = (opt & 2) ? &x : &y;
             CHECK_OK(be_rmsnorm(be, out, &x, (opt & 1) ? &w : NULL, 1e-6f, &err));
@@ -181,8 +190,8 @@ static void test_rmsnorm_channels(void) {
             }
             au_tensor *out = (opt & 2) ? &x : &y;
             CHECK_OK(be_rmsnorm_channels(be, out, &x, &g, (opt & 1) ? &b : NULL, &err));
-            CHECK(rel_err(out->data, ref, C * S) < REL_TOL, "rmsnorm_channels C=%lld S=%lld opt %d", (long long)C,
-                  (long long)S, opt);
+            CHECK(rel_err(out->data, ref, C * S) < REL_TOL, "rmsnorm_channels C=%lld S=%lld opt %d",
+                  (long long)C, (long long)S, opt);
             free(ref);
         }
     /* an all-zero position gives bias only (norm clamped at 1e-12, no NaN) */
@@ -218,7 +227,8 @@ static void test_rope(void) {
     CHECK_OK(be_rope(be, &x, &cs, (int)H, &err));
     CHECK(rel_err(x.data, ref, n * H * D) < REL_TOL, "rope");
     au_tensor cs_bad = MK(AU_F32, n, D / 2 + 1, 2);
-    CHECK(be_rope(be, &x, &cs_bad, (int)H, &err) == AU_EINVAL && strstr(err.msg, "rope"), "rope shape: %s", err.msg);
+    CHECK(be_rope(be, &x, &cs_bad, (int)H, &err) == AU_EINVAL && strstr(err.msg, "rope"), "rope shape: %s",
+          err.msg);
     free(ref);
 }
 
@@ -300,15 +310,16 @@ static void test_elementwise(void) {
             if (fabs(x) > 1e30) /* tanh/sigmoid saturate: x or 0 */
                 ref = x > 0 ? x : 0.0;
             double got = ((float *)t.data)[i];
-            CHECK(isfinite(got) && fabs(got - ref) <= 1e-5 * fabs(ref) + 1e-30, "activate %d of %g: %g, want %g", act, x,
-                  got, ref);
+            CHECK(isfinite(got) && fabs(got - ref) <= 1e-5 * fabs(ref) + 1e-30,
+                  "activate %d of %g: %g, want %g", act, x, got, ref);
         }
     }
     au_tensor a = MK(AU_F32, 4, 6), bad = MK(AU_F32, 5), y = MK(AU_F32, 4, 6), ys = MK(AU_F32, 3, 6);
     CHECK(be_add(be, &y, &a, &bad, &err) == AU_EINVAL && strstr(err.msg, "add") && strstr(err.msg, "[5] f32"),
           "add size mismatch: %s", err.msg);
     CHECK(be_mul(be, &ys, &a, &a, &err) == AU_EINVAL && strstr(err.msg, "[3,6]"), "mul y size: %s", err.msg);
-    CHECK(be_add_gated(be, &a, &a, &bad, &err) == AU_EINVAL && strstr(err.msg, "gate"), "gate size: %s", err.msg);
+    CHECK(be_add_gated(be, &a, &a, &bad, &err) == AU_EINVAL && strstr(err.msg, "gate"), "gate size: %s",
+          err.msg);
     CHECK(be_clamp(be, &y, &a, 1.0f, -1.0f, &err) == AU_EINVAL, "clamp lo > hi");
     CHECK(be_lincomb(be, &y, 0, NULL, NULL, &err) == AU_EINVAL, "lincomb of nothing");
 }
@@ -317,7 +328,8 @@ static void test_copy(void) {
     au_err err = {0};
     be_arena_reset(test_arena);
     int64_t n = 17, dim = 129, N = n * dim;
-    au_tensor x = MK(AU_F32, n, dim), h = MK(AU_BF16, n, dim), f = MK(AU_F16, n, dim), back = MK(AU_F32, n, dim);
+    au_tensor x = MK(AU_F32, n, dim), h = MK(AU_BF16, n, dim), f = MK(AU_F16, n, dim),
+              back = MK(AU_F32, n, dim);
     float *xf = x.data;
     for (int64_t i = 0; i < N; i++)
         xf[i] *= (float)(1 + i % 7) * 10.0f;
@@ -361,7 +373,8 @@ static void test_copy(void) {
     CHECK(e < 0.04 && e > 1e-4, "f8 round trip error %.3g is e4m3-sized", e);
     au_tensor q2 = MK(AU_F8_E4M3, n, dim);
     CHECK_OK(be_copy(be, &q2, &q, &err));
-    CHECK(memcmp(q2.data, q.data, (size_t)N) == 0 && memcmp(q2.scale, q.scale, (size_t)n * 4) == 0, "f8 -> f8 copy");
+    CHECK(memcmp(q2.data, q.data, (size_t)N) == 0 && memcmp(q2.scale, q.scale, (size_t)n * 4) == 0,
+          "f8 -> f8 copy");
     /* a zero row gets scale 1 and zero codes */
     au_tensor z = MK(AU_F32, 2, 5), zq = MK(AU_F8_E4M3, 2, 5);
     memset(z.data, 0, 40);
@@ -386,7 +399,8 @@ static void test_copy(void) {
     }
     CHECK(bad == 0, "f16 -> f32: %d of 65536 codes differ", bad);
     au_tensor small = MK(AU_F32, 3);
-    CHECK(be_copy(be, &small, &x, &err) == AU_EINVAL && strstr(err.msg, "copy"), "copy size mismatch: %s", err.msg);
+    CHECK(be_copy(be, &small, &x, &err) == AU_EINVAL && strstr(err.msg, "copy"), "copy size mismatch: %s",
+          err.msg);
     au_tensor i32 = MK(AU_I32, n, dim);
     CHECK(be_copy(be, &i32, &x, &err) == AU_EINVAL, "f32 -> i32 refused");
     free(ref);
@@ -409,7 +423,8 @@ static void test_layout(void) {
                     for (int kh = 0; kh < 2; kh++)
                         for (int kw = 0; kw < 2; kw++) {
                             int64_t tok = (f * (H / 2) + h) * (W / 2) + w, col = (c * 2 + kh) * 2 + kw;
-                            bad += pf[tok * C * 4 + col] != xf[((c * F + f) * H + 2 * h + kh) * W + 2 * w + kw];
+                            bad +=
+                                pf[tok * C * 4 + col] != xf[((c * F + f) * H + 2 * h + kh) * W + 2 * w + kw];
                         }
     CHECK(bad == 0, "patchify: %d elements misplaced", bad);
     /* unpatchify: columns (kt,kh,kw,c) */
@@ -424,14 +439,15 @@ static void test_layout(void) {
                     for (int kh = 0; kh < 2; kh++)
                         for (int kw = 0; kw < 2; kw++)
                             for (int64_t c = 0; c < C; c++) {
-                                int64_t t = (f * (H / 2) + h) * (W / 2) + w, col = ((kt * 2 + kh) * 2 + kw) * C + c;
+                                int64_t t = (f * (H / 2) + h) * (W / 2) + w,
+                                        col = ((kt * 2 + kh) * 2 + kw) * C + c;
                                 bad += uf[((c * F * 2 + 2 * f + kt) * H + 2 * h + kh) * W + 2 * w + kw] !=
                                        tf[t * 8 * C + col];
                             }
     CHECK(bad == 0, "unpatchify: %d elements misplaced", bad);
     au_tensor pbad = MK(AU_F32, 7, C * 4);
-    CHECK(be_patchify(be, &pbad, &x, 1, 2, 2, &err) == AU_EINVAL && strstr(err.msg, "patchify"), "patchify shape: %s",
-          err.msg);
+    CHECK(be_patchify(be, &pbad, &x, 1, 2, 2, &err) == AU_EINVAL && strstr(err.msg, "patchify"),
+          "patchify shape: %s", err.msg);
     CHECK(be_patchify(be, &p, &x, 1, 4, 2, &err) == AU_EINVAL, "patch must divide H");
 
     /* transpose, odd sizes, bf16 */
@@ -473,8 +489,8 @@ static void test_layout(void) {
         CHECK(memcmp(sl.data, tb.data, au_nbytes(&tb)) == 0, "slice dim %d returns b", dim);
         CHECK(be_slice(be, &sl, &ty, dim, sa[dim] + 1, &err) == AU_EINVAL && strstr(err.msg, "slice"),
               "slice past the end: %s", err.msg);
-        CHECK(be_concat(be, &ty, &ta, &ta, dim, &err) == AU_EINVAL && strstr(err.msg, "concat"), "concat sizes: %s",
-              err.msg);
+        CHECK(be_concat(be, &ty, &ta, &ta, dim, &err) == AU_EINVAL && strstr(err.msg, "concat"),
+              "concat sizes: %s", err.msg);
     }
 
     /* upsample2x and time_interleave */
@@ -484,7 +500,8 @@ static void test_layout(void) {
     for (int64_t c = 0; c < 6; c++)
         for (int64_t i = 0; i < 10; i++)
             for (int64_t j = 0; j < 14; j++)
-                bad += ((float *)up.data)[(c * 10 + i) * 14 + j] != ((float *)s.data)[(c * 5 + i / 2) * 7 + j / 2];
+                bad += ((float *)up.data)[(c * 10 + i) * 14 + j] !=
+                       ((float *)s.data)[(c * 5 + i / 2) * 7 + j / 2];
     CHECK(bad == 0, "upsample2x");
     au_tensor ti = MK(AU_F32, 6, 3, 2, 5), to = MK(AU_F32, 3, 6, 2, 5);
     CHECK_OK(be_time_interleave(be, &to, &ti, &err));
@@ -499,7 +516,8 @@ static void test_layout(void) {
     CHECK(be_time_interleave(be, &ti, &to, &err) == AU_EINVAL && strstr(err.msg, "time_interleave"),
           "time_interleave shape: %s", err.msg);
     au_tensor hb = MK(AU_BF16, 3, 2, 10, 14);
-    CHECK(be_upsample2x(be, &hb, &s, &err) == AU_EINVAL && strstr(err.msg, "dtype"), "dtype mismatch: %s", err.msg);
+    CHECK(be_upsample2x(be, &hb, &s, &err) == AU_EINVAL && strstr(err.msg, "dtype"), "dtype mismatch: %s",
+          err.msg);
 }
 
 int main(void) {

@@ -15,14 +15,14 @@
 #include <string.h>
 
 static int failures;
-#define CHECK(cond, ...)                                                                                           \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            failures++;                                                                                            \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                               \
-            fprintf(stderr, __VA_ARGS__);                                                                          \
-            fprintf(stderr, "\n");                                                                                 \
-        }                                                                                                          \
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            failures++;                                                                                      \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond);                         \
+            fprintf(stderr, __VA_ARGS__);                                                                    \
+            fprintf(stderr, "\n");                                                                           \
+        }                                                                                                    \
     } while (0)
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -103,7 +103,8 @@ static void test_f16(void) {
             bad++;
     }
     CHECK(bad == 0, "%d f16 codes do not round-trip", bad);
-    CHECK(au_f16_to_f32(0x3c00) == 1.0f && au_f16_to_f32(0xc000) == -2.0f && au_f16_to_f32(0x7bff) == 65504.0f,
+    CHECK(au_f16_to_f32(0x3c00) == 1.0f && au_f16_to_f32(0xc000) == -2.0f &&
+              au_f16_to_f32(0x7bff) == 65504.0f,
           "f16 decode of 1, -2, max");
     CHECK(au_f16_to_f32(0x0001) == ldexpf(1.0f, -24), "smallest subnormal");
     CHECK(au_f32_to_f16(65519.0f) == 0x7bff, "65519 -> 65504");
@@ -148,7 +149,8 @@ static void test_f8(void) {
     CHECK(au_f8e4m3_to_f32(0x7e) == 448.0f && au_f8e4m3_to_f32(0x01) == ldexpf(1.0f, -9) &&
               au_f8e4m3_to_f32(0x08) == ldexpf(1.0f, -6),
           "max, min subnormal, min normal");
-    CHECK(au_f32_to_f8e4m3(448.0f) == 0x7e && au_f32_to_f8e4m3(464.0f) == 0x7e && au_f32_to_f8e4m3(1e6f) == 0x7e,
+    CHECK(au_f32_to_f8e4m3(448.0f) == 0x7e && au_f32_to_f8e4m3(464.0f) == 0x7e &&
+              au_f32_to_f8e4m3(1e6f) == 0x7e,
           "saturate to 448");
     CHECK(au_f32_to_f8e4m3(INFINITY) == 0x7e && au_f32_to_f8e4m3(-INFINITY) == 0xfe, "inf saturates");
     CHECK(isnan(au_f8e4m3_to_f32(au_f32_to_f8e4m3(NAN))), "NaN stays NaN");
@@ -182,11 +184,13 @@ static void test_arrays(void) {
     CHECK(au_convert_to_f32(back, h, AU_BF16, 7) == 0, "from bf16");
     for (int i = 0; i < 7; i++)
         CHECK(back[i] == au_bf16_to_f32(au_f32_to_bf16(src[i])), "bf16 array element %d", i);
-    CHECK(au_convert_from_f32(h, AU_F16, src, 7) == 0 && au_convert_to_f32(back, h, AU_F16, 7) == 0, "f16 arrays");
+    CHECK(au_convert_from_f32(h, AU_F16, src, 7) == 0 && au_convert_to_f32(back, h, AU_F16, 7) == 0,
+          "f16 arrays");
     for (int i = 0; i < 7; i++)
         CHECK(back[i] == au_f16_to_f32(au_f32_to_f16(src[i])), "f16 array element %d", i);
     int32_t ints[3] = {-3, 0, 70000};
-    CHECK(au_convert_to_f32(back, ints, AU_I32, 3) == 0 && back[0] == -3.0f && back[2] == 70000.0f, "i32 to f32");
+    CHECK(au_convert_to_f32(back, ints, AU_I32, 3) == 0 && back[0] == -3.0f && back[2] == 70000.0f,
+          "i32 to f32");
     int32_t out[3];
     CHECK(au_convert_from_f32(out, AU_I32, src, 3) == AU_EINVAL, "f32 to i32 is refused");
 }
@@ -208,7 +212,8 @@ static void test_views(void) {
     CHECK(au_reshape(&t, 2, flat, &r) == 0 && r.ndim == 2 && r.shape[0] == 8 && r.data == data, "reshape");
     int64_t wrong[2] = {5, 5};
     au_tensor keep = r;
-    CHECK(au_reshape(&t, 2, wrong, &r) == -1 && memcmp(&keep, &r, sizeof r) == 0, "bad reshape leaves out alone");
+    CHECK(au_reshape(&t, 2, wrong, &r) == -1 && memcmp(&keep, &r, sizeof r) == 0,
+          "bad reshape leaves out alone");
     CHECK(au_same_shape(&t, &t) && !au_same_shape(&t, &r), "same_shape");
     char buf[64];
     int64_t s4[4] = {16, 21, 60, 104};
