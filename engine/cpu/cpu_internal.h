@@ -7,9 +7,11 @@
  * geometrically, and is reused, so the steady state makes no allocation;
  * scratch_allocs counts the allocations so a test can check that.
  *
- * Files: cpu_backend.c (creation, memory, weights, the ops table),
- * cpu_convert.c (dtype reading), cpu_gemm.c (GEMM), cpu_linear.c,
- * cpu_attention.c, cpu_conv.c, cpu_norm.c, cpu_eltwise.c, cpu_layout.c.
+ * Files: cpu_backend.c (creation, memory, weights, scratch, checks, the ops
+ * table), threadpool.c (the pool), cpu_convert.c (dtype reading, activations),
+ * cpu_vmath.h (vector exp/sigmoid, per-ISA builds), cpu_gemm.c (GEMM),
+ * cpu_linear.c, cpu_attention.c, cpu_conv.c, cpu_norm.c, cpu_eltwise.c,
+ * cpu_layout.c.
  */
 #ifndef AU_CPU_INTERNAL_H
 #define AU_CPU_INTERNAL_H

@@ -112,10 +112,6 @@ void tp_destroy(tp_pool *p) {
     free(p);
 }
 
-int tp_size(const tp_pool *p) {
-    return p->n_threads;
-}
-
 void tp_run(tp_pool *p, int64_t n_tasks, tp_task_fn fn, void *ctx) {
     if (n_tasks <= 0)
         return;
