@@ -20,6 +20,8 @@
  *  - Vectors named w, b, shift, scale, gate are 1-D [dim] float32 (from
  *    weights loaded as AU_W_VECTOR, or rows of float32 activations).
  *  - Outputs may alias inputs only where an op says so.
+ *  - A backend runs one op at a time: its scratch memory and threads are shared, so two
+ *    threads that compute concurrently need two backends (or one lock around the calls).
  */
 #ifndef AU_BACKEND_H
 #define AU_BACKEND_H
