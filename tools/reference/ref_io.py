@@ -2,8 +2,9 @@
 
 The safetensors library writes "__metadata__" in hash order, so two runs of the same script
 give different bytes. This writer fixes every choice: header JSON with "__metadata__" first,
-then tensors in sorted name order, compact separators, padded with spaces to a multiple of 8
-bytes; data little-endian, packed in the same order. Readable by any safetensors reader.
+then tensors by decreasing element size and then name (as the safetensors library orders them,
+so every tensor's data is aligned to its element size), compact separators, padded with spaces
+to a multiple of 8 bytes; data little-endian, packed in the same order.
 """
 import json
 import struct
@@ -20,7 +21,7 @@ def save_safetensors(path, tensors, metadata=None):
     if metadata:
         header["__metadata__"] = {k: str(metadata[k]) for k in sorted(metadata)}
     blobs, offset = [], 0
-    for name in sorted(tensors):
+    for name in sorted(tensors, key=lambda n: (-tensors[n].element_size(), n)):
         t = tensors[name].detach().contiguous().cpu()
         if t.dtype not in _DTYPES:
             raise ValueError(f"{path}: tensor {name}: dtype {t.dtype} not supported")
