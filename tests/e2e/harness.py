@@ -35,7 +35,7 @@ def binary():
     path = os.environ.get("AUTEUR_BIN")
     if not path or not os.path.exists(path):
         skip("AUTEUR_BIN does not name a built auteur binary")
-    return path
+    return os.path.abspath(path)
 
 
 class CheckFailed(AssertionError):
