@@ -1,9 +1,10 @@
 /* http.c - libmicrohttpd glue and routing (http.h).
  *
- * Body limit: a request declaring more than max_body bytes gets 413. Up to
- * DRAIN_FACTOR x max_body the body is read and thrown away first, so an ordinary client
- * that sent it all at once reads the 413 instead of a reset connection; beyond that the
- * reply goes out at once and the connection is closed.
+ * Errors found in the headers (401, 404, 405, 415, 413) are answered after the body: a
+ * reply queued before libmicrohttpd has read the body closes the connection, which costs
+ * keep-alive clients a reconnect and can make a client that sent everything at once read a
+ * reset instead of the reply. Up to DRAIN_FACTOR x max_body bytes are read and thrown away;
+ * beyond that (declared or sent) the 413 goes out at once and the connection is closed.
  */
 #include "http.h"
 
@@ -199,10 +200,24 @@ static void methods_text(int methods, char *out, size_t cap) {
              methods & M_DELETE ? (methods & (M_GET | M_POST) ? ", DELETE" : "DELETE") : "");
 }
 
-/* Route, authorize and check the headers of a new request; queues an error reply when the
- * request stops here (r->status set). */
-static int on_headers(http_req *r, const char *url, const char *method) {
+/* Note an error to answer once the body has been drained. */
+static int defer_error(http_req *r, const char *header, const char *value) {
+    r->has_pending = 1;
+    r->pending_header = header;
+    snprintf(r->pending_header_value, sizeof r->pending_header_value, "%s", value ? value : "");
+    return MHD_YES;
+}
+
+static int too_large(http_req *r) {
     api_error e;
+    api_errorf(&e, 413, "request_too_large", NULL, "request body is larger than the limit of %lld bytes",
+               r->app->cfg->max_body_bytes);
+    return http_reply_error(r, &e);
+}
+
+/* Route, authorize and check the headers of a new request. Errors are deferred to the end
+ * of the body, except a declared body far over the limit, refused at once. */
+static int on_headers(http_req *r, const char *url, const char *method) {
     const route_def *route = NULL;
     for (int i = 0; i < N_ROUTES && !route; i++)
         if (match(routes[i].pattern, url, r))
@@ -213,25 +228,6 @@ static int on_headers(http_req *r, const char *url, const char *method) {
             : strcmp(method, "DELETE") == 0                         ? M_DELETE
                                                                     : 0;
     r->method = m == M_GET ? "GET" : m == M_POST ? "POST" : m == M_DELETE ? "DELETE" : "other";
-    if (!(route && route->open) && !authorized(r)) {
-        api_errorf(&e, 401, "invalid_api_key", NULL,
-                   "a valid API key is required: send it as \"Authorization: Bearer KEY\"");
-        const char *h[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"auteur\"", NULL};
-        return http_reply_error_headers(r, &e, h);
-    }
-    if (!route) {
-        api_errorf(&e, 404, "unknown_url", NULL, "no route for %.200s %.300s", method, url);
-        return http_reply_error(r, &e);
-    }
-    if (!(route->methods & m)) {
-        char allow[64];
-        methods_text(route->methods, allow, sizeof allow);
-        api_errorf(&e, 405, "method_not_allowed", NULL, "%.16s is not allowed on %s; allowed: %s", method,
-                   route->pattern, allow);
-        const char *h[] = {MHD_HTTP_HEADER_ALLOW, allow, NULL};
-        return http_reply_error_headers(r, &e, h);
-    }
-    r->handler = m == M_GET ? route->get : m == M_POST ? route->post : route->del;
     long long limit = r->app->cfg->max_body_bytes;
     const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl) {
@@ -240,20 +236,34 @@ static int on_headers(http_req *r, const char *url, const char *method) {
         unsigned long long n = strtoull(cl, &end, 10);
         if (*end || errno == ERANGE || n > (unsigned long long)limit) {
             r->body_too_large = 1;
-            if (*end || errno == ERANGE || n > (unsigned long long)limit * DRAIN_FACTOR) {
-                api_errorf(&e, 413, "request_too_large", NULL, "request body is larger than the limit of %lld bytes",
-                           limit);
-                return http_reply_error(r, &e);
-            }
+            if (*end || errno == ERANGE || n > (unsigned long long)limit * DRAIN_FACTOR)
+                return too_large(r);
         }
     }
+    if (!(route && route->open) && !authorized(r)) {
+        api_errorf(&r->pending, 401, "invalid_api_key", NULL,
+                   "a valid API key is required: send it as \"Authorization: Bearer KEY\"");
+        return defer_error(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"auteur\"");
+    }
+    if (!route) {
+        api_errorf(&r->pending, 404, "unknown_url", NULL, "no route for %.200s %.300s", method, url);
+        return defer_error(r, NULL, NULL);
+    }
+    if (!(route->methods & m)) {
+        char allow[64];
+        methods_text(route->methods, allow, sizeof allow);
+        api_errorf(&r->pending, 405, "method_not_allowed", NULL, "%.16s is not allowed on %s; allowed: %s", method,
+                   route->pattern, allow);
+        return defer_error(r, MHD_HTTP_HEADER_ALLOW, allow);
+    }
+    r->handler = m == M_GET ? route->get : m == M_POST ? route->post : route->del;
     if (m == M_POST) {
         const char *ct = http_header(r, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (!content_type_is(ct, "application/json") && !content_type_is(ct, "multipart/form-data")) {
-            api_errorf(&e, 415, "unsupported_media_type", NULL,
+            api_errorf(&r->pending, 415, "unsupported_media_type", NULL,
                        "Content-Type must be application/json or multipart/form-data, got %.100s",
                        ct ? ct : "none");
-            return http_reply_error(r, &e);
+            return defer_error(r, NULL, NULL);
         }
     }
     return MHD_YES;
@@ -262,16 +272,10 @@ static int on_headers(http_req *r, const char *url, const char *method) {
 /* Keep (or, past the limit, discard) a chunk of the body. */
 static int on_body(http_req *r, const char *data, size_t size) {
     long long limit = r->app->cfg->max_body_bytes;
-    if (r->body_too_large || r->body_len + size > (size_t)limit) {
-        r->body_too_large = 1;
+    if (r->has_pending || r->body_too_large || r->body_len + size > (size_t)limit) {
+        r->body_too_large |= !r->has_pending;
         r->body_len += size; /* counted, not kept */
-        if (r->body_len > (size_t)limit * DRAIN_FACTOR) {
-            api_error e;
-            api_errorf(&e, 413, "request_too_large", NULL, "request body is larger than the limit of %lld bytes",
-                       limit);
-            return http_reply_error(r, &e);
-        }
-        return MHD_YES;
+        return r->body_len > (size_t)limit * DRAIN_FACTOR ? too_large(r) : MHD_YES;
     }
     if (r->body_len + size + 1 > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;
@@ -312,12 +316,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return (enum MHD_Result)ok;
     }
-    if (r->body_too_large) {
-        api_error e;
-        api_errorf(&e, 413, "request_too_large", NULL, "request body is larger than the limit of %lld bytes",
-                   r->app->cfg->max_body_bytes);
-        return (enum MHD_Result)http_reply_error(r, &e);
+    if (r->has_pending) {
+        const char *h[] = {r->pending_header, r->pending_header_value, NULL};
+        return (enum MHD_Result)http_reply_error_headers(r, &r->pending, r->pending_header ? h : NULL);
     }
+    if (r->body_too_large)
+        return (enum MHD_Result)too_large(r);
     return (enum MHD_Result)r->handler(r);
 }
 

@@ -4,8 +4,9 @@
  * A request is handled in three steps. On its headers: the path is matched against the
  * route table (404 unknown path, 405 known path with another method, with Allow), the API
  * key checked when keys are configured (401; /health and /metrics are open), a declared
- * Content-Length over the limit refused (413), and a POST's Content-Type checked (415).
- * Then the body is collected up to the limit. Then the handler runs and queues one reply.
+ * Content-Length over the limit noted (413), and a POST's Content-Type checked (415).
+ * Then the body is collected up to the limit (or drained, when an error is already known).
+ * Then the handler, or the error found earlier, queues one reply.
  * Every reply is counted in the metrics under its route pattern.
  */
 #ifndef AU_HTTP_H
@@ -32,6 +33,12 @@ typedef struct http_req {
     size_t body_len, body_cap;
     int body_too_large;
     int status;             /* of the queued reply, 0 before */
+    /* An error found in the headers, answered once the body is drained so the connection
+     * stays usable (a reply queued before the body closes it). */
+    int has_pending;
+    api_error pending;
+    const char *pending_header;    /* one extra header name, or NULL */
+    char pending_header_value[64];
     int (*handler)(struct http_req *r);
 } http_req;
 
