@@ -1,0 +1,236 @@
+/* cuda_eltwise.cu - elementwise ops of the CUDA backend: add, mul (b the same size as a or a
+ * [last dim] row vector), add_gated, activate, lincomb, clamp, copy with dtype conversion,
+ * fill; and the row quantizer / converter the other files use.
+ *
+ * Each op is a functor value(i) handed to cu_map (cuda_internal.cuh), which writes any
+ * output dtype: f32/f16/bf16 elementwise, f8 one block per row (max|row| / 448 scale).
+ * Every output element i depends only on element i of same-shaped inputs, each thread
+ * reading before writing, so outputs may alias inputs where backend.h allows it.
+ */
+#include "cuda_internal.cuh"
+
+#include <stdio.h>
+#include <string.h>
+
+#define LINCOMB_MAX 16
+
+namespace {
+struct load_fn {
+    cu_ref x;
+    __device__ float operator()(int64_t i) const { return cu_load(x, i); }
+};
+} // namespace
+
+int cuda_quantize_rows(cuda_state *cs, uint8_t *q, float *scale, const cu_ref *src, int64_t rows, int64_t row_len,
+                       const char *op, au_err *err) {
+    if (rows == 0 || row_len == 0)
+        return 0;
+    load_fn f = {*src};
+    int threads = row_len >= 1024 ? 256 : 128;
+    int grid = (int)(rows < 65535 * 4 ? rows : 65535 * 4);
+    cu_map_f8_kernel<<<grid, threads, 0, cs->stream>>>(f, q, scale, rows, row_len);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+int cuda_convert(cuda_state *cs, const cu_ref *dst, const cu_ref *src, int64_t n, const char *op, au_err *err) {
+    if (n == 0)
+        return 0;
+    load_fn f = {*src};
+    cu_map_kernel<<<cu_grid(n, 256), 256, 0, cs->stream>>>(f, *dst, n);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+/* ---- add / mul ---- */
+
+namespace {
+struct binary_fn {
+    cu_ref a, b;
+    int64_t bdim; /* >0: b is a [bdim] row vector */
+    int is_mul;
+    __device__ float operator()(int64_t i) const {
+        float va = cu_load(a, i), vb = cu_load(b, bdim ? i % bdim : i);
+        return is_mul ? va * vb : va + vb;
+    }
+};
+} // namespace
+
+static int binary_op(au_backend *be, const char *op, au_tensor *y, const au_tensor *a, const au_tensor *b, int is_mul,
+                     au_err *err) {
+    TRY_RC(cuda_check_readable(op, "a", a, err));
+    TRY_RC(cuda_check_readable(op, "b", b, err));
+    TRY_RC(cuda_check_writable(op, "y", y, 1, err));
+    TRY_RC(cuda_check_numel(op, "y", y, "a", a, err));
+    int64_t n = au_numel(a), dim = a->shape[a->ndim - 1];
+    binary_fn f = {cu_ref_of(a), cu_ref_of(b), 0, is_mul};
+    if (au_numel(b) != n) {
+        if (au_numel(b) != dim) {
+            char sa[96], sb[96];
+            return au_errf(err, AU_EINVAL, "%s: b %s is neither the size of a %s nor a [%lld] row vector", op,
+                           au_shape_str(b, sb, sizeof sb), au_shape_str(a, sa, sizeof sa), (long long)dim);
+        }
+        f.bdim = dim;
+    }
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+int cuda_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err) {
+    return binary_op(be, "add", y, a, b, 0, err);
+}
+
+int cuda_mul(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err) {
+    return binary_op(be, "mul", y, a, b, 1, err);
+}
+
+/* ---- add_gated: x += y * gate ---- */
+
+namespace {
+struct gated_fn {
+    cu_ref x, y;
+    const float *gate;
+    int64_t dim;
+    __device__ float operator()(int64_t i) const {
+        float v = cu_load(y, i);
+        if (gate)
+            v *= gate[i % dim];
+        return cu_load(x, i) + v;
+    }
+};
+} // namespace
+
+int cuda_add_gated(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_err *err) {
+    const char *op = "add_gated";
+    TRY_RC(cuda_check_writable(op, "x", x, 1, err));
+    TRY_RC(cuda_check_readable(op, "y", y, err));
+    TRY_RC(cuda_check_numel(op, "x", x, "y", y, err));
+    int64_t dim = x->shape[x->ndim - 1];
+    if (gate)
+        TRY_RC(cuda_check_vec(op, "gate", gate, dim, err));
+    gated_fn f = {cu_ref_of(x), cu_ref_of(y), gate ? (const float *)gate->data : NULL, dim};
+    return cu_map(cuda_of(be), f, x, op, err);
+}
+
+/* ---- activate / clamp ---- */
+
+namespace {
+struct act_fn {
+    cu_ref x;
+    int act;
+    __device__ float operator()(int64_t i) const { return cu_act(cu_load(x, i), act); }
+};
+} // namespace
+
+namespace {
+struct clamp_fn {
+    cu_ref x;
+    float lo, hi;
+    __device__ float operator()(int64_t i) const { return fminf(fmaxf(cu_load(x, i), lo), hi); }
+};
+} // namespace
+
+int cuda_activate(au_backend *be, au_tensor *y, const au_tensor *x, au_act act, au_err *err) {
+    const char *op = "activate";
+    TRY_RC(cuda_check_readable(op, "x", x, err));
+    TRY_RC(cuda_check_writable(op, "y", y, 1, err));
+    TRY_RC(cuda_check_numel(op, "y", y, "x", x, err));
+    if (act != AU_ACT_NONE && act != AU_ACT_GELU_TANH && act != AU_ACT_SILU)
+        return au_errf(err, AU_EINVAL, "%s: unknown activation %d", op, (int)act);
+    act_fn f = {cu_ref_of(x), (int)act};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+int cuda_clamp(au_backend *be, au_tensor *y, const au_tensor *x, float lo, float hi, au_err *err) {
+    const char *op = "clamp";
+    TRY_RC(cuda_check_readable(op, "x", x, err));
+    TRY_RC(cuda_check_writable(op, "y", y, 1, err));
+    TRY_RC(cuda_check_numel(op, "y", y, "x", x, err));
+    if (!(lo <= hi))
+        return au_errf(err, AU_EINVAL, "%s: lo %g > hi %g", op, lo, hi);
+    clamp_fn f = {cu_ref_of(x), lo, hi};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+/* ---- lincomb ---- */
+
+namespace {
+struct lincomb_fn {
+    cu_ref xs[LINCOMB_MAX];
+    float coef[LINCOMB_MAX];
+    int n;
+    __device__ float operator()(int64_t i) const {
+        float acc = coef[0] * cu_load(xs[0], i);
+        for (int t = 1; t < n; t++)
+            acc += coef[t] * cu_load(xs[t], i);
+        return acc;
+    }
+};
+} // namespace
+
+int cuda_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const float *coef, au_err *err) {
+    const char *op = "lincomb";
+    TRY_RC(cuda_check_writable(op, "y", y, 1, err));
+    if (n < 1 || !xs || !coef)
+        return au_errf(err, AU_EINVAL, "%s: need n >= 1 inputs and coefficients (n = %d)", op, n);
+    if (n > LINCOMB_MAX)
+        return au_errf(err, AU_EUNSUPPORTED, "%s: %d inputs, at most %d in one call", op, n, LINCOMB_MAX);
+    lincomb_fn f;
+    memset(&f, 0, sizeof f);
+    f.n = n;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "xs[%d]", i);
+        TRY_RC(cuda_check_readable(op, name, xs[i], err));
+        TRY_RC(cuda_check_numel(op, "y", y, name, xs[i], err));
+        f.xs[i] = cu_ref_of(xs[i]);
+        f.coef[i] = coef[i];
+    }
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+/* ---- copy / fill ---- */
+
+int cuda_copy(au_backend *be, au_tensor *dst, const au_tensor *src, au_err *err) {
+    const char *op = "copy";
+    cuda_state *cs = cuda_of(be);
+    TRY_RC(cuda_check_readable(op, "src", src, err));
+    TRY_RC(cuda_check_writable(op, "dst", dst, 1, err));
+    TRY_RC(cuda_check_numel(op, "dst", dst, "src", src, err));
+    int64_t n = au_numel(src);
+    if (n == 0)
+        return 0;
+    char sd[96], ss[96];
+    if (dst->dtype == src->dtype && dst->dtype != AU_F8_E4M3) {
+        if (dst->data != src->data)
+            CUDA_TRY(cudaMemcpyAsync(dst->data, src->data, au_nbytes(src), cudaMemcpyDeviceToDevice, cs->stream));
+        return 0;
+    }
+    if (dst->dtype == AU_F8_E4M3 && src->dtype == AU_F8_E4M3 && dst->shape[0] == src->shape[0]) {
+        /* same rows: codes and scales carry over */
+        if (dst->data != src->data)
+            CUDA_TRY(cudaMemcpyAsync(dst->data, src->data, (size_t)n, cudaMemcpyDeviceToDevice, cs->stream));
+        if (dst->scale != src->scale)
+            CUDA_TRY(cudaMemcpyAsync(dst->scale, src->scale, (size_t)src->shape[0] * sizeof(float),
+                                     cudaMemcpyDeviceToDevice, cs->stream));
+        return 0;
+    }
+    if (dst->data == src->data)
+        return au_errf(err, AU_EINVAL, "%s: dst %s aliases src %s of another dtype", op,
+                       au_shape_str(dst, sd, sizeof sd), au_shape_str(src, ss, sizeof ss));
+    load_fn f = {cu_ref_of(src)};
+    return cu_map(cs, f, dst, op, err);
+}
+
+namespace {
+struct const_fn {
+    float v;
+    __device__ float operator()(int64_t i) const { return v; }
+};
+} // namespace
+
+int cuda_fill(au_backend *be, au_tensor *y, float value, au_err *err) {
+    const char *op = "fill";
+    TRY_RC(cuda_check_writable(op, "y", y, 1, err));
+    const_fn f = {value};
+    return cu_map(cuda_of(be), f, y, op, err);
+}

@@ -1,0 +1,207 @@
+/* cuda_layout.cu - data movement ops of the CUDA backend: patchify, unpatchify, transpose,
+ * concat, slice, upsample2x, time_interleave.
+ *
+ * Each is an index map y[i] = x[src(i)] run through cu_map, so the output may have another
+ * dtype than the input (the DiT patchifies its f32 latent straight into the f8 input of the
+ * patch-embedding linear, quantized per token):
+ *   patchify:   y[(f,h,w), (c,kt,kh,kw)] = x[c, f pt + kt, h ph + kh, w pw + kw]
+ *   unpatchify: y[c, f pt + kt, h ph + kh, w pw + kw] = x[(f,h,w), (kt,kh,kw,c)]
+ *   upsample2x: y[c, t, i, j] = x[c, t, i/2, j/2]
+ *   time_interleave: y[c, 2t + i] = x[i C + c, t]   (x [2C, T, H, W])
+ * Outputs must not alias inputs.
+ */
+#include "cuda_internal.cuh"
+
+#include <stdio.h>
+
+static int check_move(const char *op, const au_tensor *y, const au_tensor *x, au_err *err) {
+    TRY_RC(cuda_check_readable(op, "x", x, err));
+    TRY_RC(cuda_check_writable(op, "y", y, 1, err));
+    if (au_numel(y) > 0 && x->data == y->data)
+        return au_errf(err, AU_EINVAL, "%s: y must not alias x", op);
+    return 0;
+}
+
+static int shape_error(const char *op, const au_tensor *y, const au_tensor *x, const char *expect, au_err *err) {
+    char sx[96], sy[96];
+    return au_errf(err, AU_EINVAL, "%s: x %s, y %s: %s", op, au_shape_str(x, sx, sizeof sx),
+                   au_shape_str(y, sy, sizeof sy), expect);
+}
+
+namespace {
+
+struct patchify_fn {
+    cu_ref x;
+    int64_t C, F, H, W;
+    int pt, ph, pw;
+    __device__ float operator()(int64_t i) const {
+        int64_t vol = (int64_t)pt * ph * pw, cols = C * vol, Hp = H / ph, Wp = W / pw;
+        int64_t tok = i / cols, col = i % cols;
+        int64_t c = col / vol, r = col % vol;
+        int64_t kt = r / (ph * pw), kh = (r / pw) % ph, kw = r % pw;
+        int64_t w = tok % Wp, h = (tok / Wp) % Hp, f = tok / (Wp * Hp);
+        return cu_load(x, ((c * F + f * pt + kt) * H + h * ph + kh) * W + w * pw + kw);
+    }
+};
+
+struct unpatchify_fn {
+    cu_ref x;
+    int64_t C, F, H, W;
+    int pt, ph, pw;
+    __device__ float operator()(int64_t i) const {
+        int64_t Hp = H / ph, Wp = W / pw;
+        int64_t wi = i % W, hi = (i / W) % H, fi = (i / (W * H)) % F, c = i / (W * H * F);
+        int64_t tok = ((fi / pt) * Hp + hi / ph) * Wp + wi / pw;
+        int64_t col = (((fi % pt) * ph + hi % ph) * pw + wi % pw) * C + c;
+        return cu_load(x, tok * (C * pt * ph * pw) + col);
+    }
+};
+
+struct transpose_fn {
+    cu_ref x;
+    int64_t M, N; /* x [M, N], y [N, M] */
+    __device__ float operator()(int64_t i) const { return cu_load(x, (i % M) * N + i / M); }
+};
+
+struct concat_fn {
+    cu_ref a, b;
+    int64_t na, nb, inner; /* sizes along dim, product of dims after it */
+    __device__ float operator()(int64_t i) const {
+        int64_t in = i % inner, j = (i / inner) % (na + nb), o = i / (inner * (na + nb));
+        return j < na ? cu_load(a, (o * na + j) * inner + in) : cu_load(b, (o * nb + j - na) * inner + in);
+    }
+};
+
+struct slice_fn {
+    cu_ref x;
+    int64_t nx, ny, start, inner;
+    __device__ float operator()(int64_t i) const {
+        int64_t in = i % inner, j = (i / inner) % ny, o = i / (inner * ny);
+        return cu_load(x, (o * nx + start + j) * inner + in);
+    }
+};
+
+struct upsample_fn {
+    cu_ref x;
+    int64_t H, W; /* of x */
+    __device__ float operator()(int64_t i) const {
+        int64_t j = i % (2 * W), r = (i / (2 * W)) % (2 * H), ct = i / (4 * H * W);
+        return cu_load(x, (ct * H + r / 2) * W + j / 2);
+    }
+};
+
+struct interleave_fn {
+    cu_ref x;
+    int64_t C, T, plane; /* y [C, 2T, plane] */
+    __device__ float operator()(int64_t i) const {
+        int64_t p = i % plane, t2 = (i / plane) % (2 * T), c = i / (plane * 2 * T);
+        return cu_load(x, (((t2 % 2) * C + c) * T + t2 / 2) * plane + p);
+    }
+};
+
+} // namespace
+
+/* grid is the [C, F, H, W] side, tokens the [n, C pt ph pw] side. */
+static int patch_check(const char *op, const au_tensor *y, const au_tensor *x, const au_tensor *grid,
+                       const au_tensor *tokens, int pt, int ph, int pw, au_err *err) {
+    TRY_RC(check_move(op, y, x, err));
+    if (pt < 1 || ph < 1 || pw < 1 || grid->ndim != 4 || tokens->ndim != 2 || grid->shape[1] % pt ||
+        grid->shape[2] % ph || grid->shape[3] % pw)
+        return shape_error(op, y, x, "expected a [C,F,H,W] grid divisible by the patch and [n_tokens, C*pt*ph*pw] tokens",
+                           err);
+    int64_t n = (grid->shape[1] / pt) * (grid->shape[2] / ph) * (grid->shape[3] / pw);
+    if (tokens->shape[0] != n || tokens->shape[1] != grid->shape[0] * pt * ph * pw)
+        return shape_error(op, y, x, "token count or width does not match the grid and patch", err);
+    return 0;
+}
+
+int cuda_patchify(au_backend *be, au_tensor *y, const au_tensor *x, int pt, int ph, int pw, au_err *err) {
+    const char *op = "patchify";
+    TRY_RC(patch_check(op, y, x, x, y, pt, ph, pw, err));
+    patchify_fn f = {cu_ref_of(x), x->shape[0], x->shape[1], x->shape[2], x->shape[3], pt, ph, pw};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+int cuda_unpatchify(au_backend *be, au_tensor *y, const au_tensor *x, int pt, int ph, int pw, au_err *err) {
+    const char *op = "unpatchify";
+    TRY_RC(patch_check(op, y, x, y, x, pt, ph, pw, err));
+    unpatchify_fn f = {cu_ref_of(x), y->shape[0], y->shape[1], y->shape[2], y->shape[3], pt, ph, pw};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+int cuda_transpose(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err) {
+    const char *op = "transpose";
+    TRY_RC(check_move(op, y, x, err));
+    if (x->ndim != 2 || y->ndim != 2 || y->shape[0] != x->shape[1] || y->shape[1] != x->shape[0])
+        return shape_error(op, y, x, "expected x [M,N] and y [N,M]", err);
+    transpose_fn f = {cu_ref_of(x), x->shape[0], x->shape[1]};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+static int64_t inner_of(const au_tensor *t, int dim) {
+    int64_t n = 1;
+    for (int i = dim + 1; i < t->ndim; i++)
+        n *= t->shape[i];
+    return n;
+}
+
+int cuda_concat(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, int dim, au_err *err) {
+    const char *op = "concat";
+    TRY_RC(check_move(op, y, a, err));
+    TRY_RC(check_move(op, y, b, err));
+    int ok = dim >= 0 && dim < y->ndim && a->ndim == y->ndim && b->ndim == y->ndim &&
+             a->shape[dim] + b->shape[dim] == y->shape[dim];
+    for (int i = 0; ok && i < y->ndim; i++)
+        if (i != dim && (a->shape[i] != y->shape[i] || b->shape[i] != y->shape[i]))
+            ok = 0;
+    if (!ok) {
+        char sa[96], sb[96], sy[96];
+        return au_errf(err, AU_EINVAL, "%s: a %s, b %s, y %s, dim %d: shapes do not concatenate", op,
+                       au_shape_str(a, sa, sizeof sa), au_shape_str(b, sb, sizeof sb), au_shape_str(y, sy, sizeof sy),
+                       dim);
+    }
+    int64_t inner = inner_of(y, dim);
+    if (inner == 0)
+        return 0;
+    concat_fn f = {cu_ref_of(a), cu_ref_of(b), a->shape[dim], b->shape[dim], inner};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+int cuda_slice(au_backend *be, au_tensor *y, const au_tensor *x, int dim, int64_t start, au_err *err) {
+    const char *op = "slice";
+    TRY_RC(check_move(op, y, x, err));
+    int ok = dim >= 0 && dim < x->ndim && y->ndim == x->ndim && start >= 0 && start + y->shape[dim] <= x->shape[dim];
+    for (int i = 0; ok && i < x->ndim; i++)
+        if (i != dim && x->shape[i] != y->shape[i])
+            ok = 0;
+    if (!ok) {
+        char sx[96], sy[96];
+        return au_errf(err, AU_EINVAL, "%s: x %s, y %s, dim %d, start %lld: not a slice of x", op,
+                       au_shape_str(x, sx, sizeof sx), au_shape_str(y, sy, sizeof sy), dim, (long long)start);
+    }
+    int64_t inner = inner_of(x, dim);
+    if (inner == 0)
+        return 0;
+    slice_fn f = {cu_ref_of(x), x->shape[dim], y->shape[dim], start, inner};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+int cuda_upsample2x(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err) {
+    const char *op = "upsample2x";
+    TRY_RC(check_move(op, y, x, err));
+    if (x->ndim != 4 || y->ndim != 4 || y->shape[0] != x->shape[0] || y->shape[1] != x->shape[1] ||
+        y->shape[2] != 2 * x->shape[2] || y->shape[3] != 2 * x->shape[3])
+        return shape_error(op, y, x, "expected x [C,T,H,W] and y [C,T,2H,2W]", err);
+    upsample_fn f = {cu_ref_of(x), x->shape[2], x->shape[3]};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
+
+int cuda_time_interleave(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err) {
+    const char *op = "time_interleave";
+    TRY_RC(check_move(op, y, x, err));
+    if (x->ndim != 4 || y->ndim != 4 || x->shape[0] != 2 * y->shape[0] || y->shape[1] != 2 * x->shape[1] ||
+        y->shape[2] != x->shape[2] || y->shape[3] != x->shape[3])
+        return shape_error(op, y, x, "expected x [2C,T,H,W] and y [C,2T,H,W]", err);
+    interleave_fn f = {cu_ref_of(x), y->shape[0], x->shape[1], x->shape[2] * x->shape[3]};
+    return cu_map(cuda_of(be), f, y, op, err);
+}
