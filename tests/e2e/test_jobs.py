@@ -143,6 +143,22 @@ def test_sigterm_requeues_when_grace_runs_out():
     s.cleanup()
 
 
+def test_retention_deletes_expired_videos():
+    with Server("--retention-hours", "0.0005") as s:  # 1.8 s
+        v = s.create(prompt="short-lived", **TINY)
+        done = s.wait(v["id"])
+        check_eq(done["status"], "completed", "status")
+        check(done["expires_at"] is not None and 1 <= done["expires_at"] - done["completed_at"] <= 3,
+              "expires_at about 1.8 s after completion: %r" % done)
+        check_eq(len(files_of(s, v["id"])), 2, "files while not expired")
+        deadline = time.time() + 15
+        while s.request("GET", "/v1/videos/" + v["id"]).status != 404:
+            check(time.time() < deadline, "not deleted after its expiry")
+            time.sleep(0.2)
+        check_eq(files_of(s, v["id"]), [], "files deleted with the row")
+        check_eq(s.stop(), 0, "clean exit")
+
+
 def test_second_server_on_one_data_dir_is_refused():
     d = tempfile.mkdtemp(prefix="auteur-e2e-")
     a = Server(data_dir=d)
