@@ -338,11 +338,12 @@ static int lin_direct(const lin *L, void *bias_mem, const char *op, au_err *err)
     return 0;
 }
 
-/* GEMM into a scratch tile, row chunk by row chunk, then the epilogue into y. */
-static int lin_tiled(const lin *L, void *bias_mem, void *tile, int64_t chunk, const char *op, au_err *err) {
+/* GEMM into a scratch tile, row chunk by row chunk, then the epilogue into y. in_lt: the
+ * scales, bias and GELU run inside cuBLASLt (else the GEMM is the raw product). */
+static int lin_tiled(const lin *L, int in_lt, void *bias_mem, void *tile, int64_t chunk, const char *op,
+                     au_err *err) {
     cuda_state *cs = L->cs;
     au_dtype d = L->ab == AU_F32 ? AU_F32 : AU_BF16;
-    int in_lt = L->ab != AU_F8_E4M3 || cs->fp8_outer_vec; /* scales, bias and GELU inside cuBLASLt */
     size_t esz = au_dtype_size(L->ab);
     cuda_gemm g;
     memset(&g, 0, sizeof g);
@@ -383,11 +384,16 @@ static int lin_tiled(const lin *L, void *bias_mem, void *tile, int64_t chunk, co
     return 0;
 }
 
+/* Direct, else tiled with cuBLASLt's epilogue, else (FP8) tiled with ours. */
 static int lin_run(lin *L, void *bias_mem, void *tile, int64_t chunk, const char *op, au_err *err) {
     int rc = lin_direct(L, bias_mem, op, err);
     if (rc != AU_EUNSUPPORTED)
         return rc;
-    return lin_tiled(L, bias_mem, tile, chunk, op, err);
+    int in_lt = L->ab != AU_F8_E4M3 || L->cs->fp8_outer_vec;
+    rc = lin_tiled(L, in_lt, bias_mem, tile, chunk, op, err);
+    if (rc != AU_EUNSUPPORTED || !in_lt || L->ab != AU_F8_E4M3)
+        return rc;
+    return lin_tiled(L, 0, bias_mem, tile, chunk, op, err);
 }
 
 int cuda_linear(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, const au_tensor *b, au_act act,

@@ -81,13 +81,13 @@ static void *xmalloc(size_t n) {
 /* Host buffers the CPU backend references (its weights alias host data): freed at exit. */
 static void *keep[4096];
 static int n_keep;
-static void *kept(size_t n) {
+static inline void *kept(size_t n) {
     void *p = xmalloc(n);
     if (n_keep < 4096)
         keep[n_keep++] = p;
     return p;
 }
-static void keep_free(void) {
+static inline void keep_free(void) {
     for (int i = 0; i < n_keep; i++)
         free(keep[i]);
     n_keep = 0;
