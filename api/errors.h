@@ -13,10 +13,10 @@
 #include "status.h"
 
 typedef struct api_error {
-    int http_status;  /* 400..599 */
-    char type[32];    /* "invalid_request_error", "authentication_error", ... */
-    char code[48];    /* machine-readable, "" = null */
-    char param[48];   /* the request field at fault, "" = null */
+    int http_status; /* 400..599 */
+    char type[32];   /* "invalid_request_error", "authentication_error", ... */
+    char code[48];   /* machine-readable, "" = null */
+    char param[48];  /* the request field at fault, "" = null */
     char message[512];
 } api_error;
 

@@ -91,12 +91,14 @@ static int part_headers(const char *h, size_t len, char *name, size_t name_cap, 
             while (vlen && (*v == ' ' || *v == '\t'))
                 v++, vlen--;
             if (vlen < 9 || strncasecmp(v, "form-data", 9) != 0)
-                return api_errorf(e, 400, "invalid_multipart", NULL, "a part's Content-Disposition is not form-data");
+                return api_errorf(e, 400, "invalid_multipart", NULL,
+                                  "a part's Content-Disposition is not form-data");
             if (header_param(v, vlen, "name", name, name_cap) != 1 || !name[0])
                 return api_errorf(e, 400, "invalid_multipart", NULL, "a form-data part has no usable name");
             int f = header_param(v, vlen, "filename", filename, fcap);
             if (f < 0)
-                return api_errorf(e, 400, "invalid_multipart", name, "part %s has a malformed filename", name);
+                return api_errorf(e, 400, "invalid_multipart", name, "part %s has a malformed filename",
+                                  name);
             *is_file = f == 1;
             have_disposition = 1;
         }
@@ -110,7 +112,8 @@ static int part_headers(const char *h, size_t len, char *name, size_t name_cap, 
     return 0;
 }
 
-int api_parse_multipart(const char *content_type, const char *body, size_t len, json_t **fields, api_error *e) {
+int api_parse_multipart(const char *content_type, const char *body, size_t len, json_t **fields,
+                        api_error *e) {
     char boundary[80], delim[96];
     *fields = NULL;
     if (api_multipart_boundary(content_type, boundary, sizeof boundary) != 0)
@@ -168,7 +171,8 @@ int api_parse_multipart(const char *content_type, const char *body, size_t len, 
         }
         if (json_object_get(obj, name)) {
             json_decref(obj);
-            return api_errorf(e, 400, "duplicate_parameter", name, "form field %s appears more than once", name);
+            return api_errorf(e, 400, "duplicate_parameter", name, "form field %s appears more than once",
+                              name);
         }
         size_t vlen = next - value;
         json_t *v;
@@ -178,7 +182,8 @@ int api_parse_multipart(const char *content_type, const char *body, size_t len, 
             v = memchr(value, '\0', vlen) ? NULL : json_stringn(value, vlen);
             if (!v) {
                 json_decref(obj);
-                return api_errorf(e, 400, "invalid_value", name, "form field %s is not valid UTF-8 text", name);
+                return api_errorf(e, 400, "invalid_value", name, "form field %s is not valid UTF-8 text",
+                                  name);
             }
         }
         json_object_set_new(obj, name, v);
@@ -188,5 +193,6 @@ int api_parse_multipart(const char *content_type, const char *body, size_t len, 
     return 0;
 truncated:
     json_decref(obj);
-    return api_errorf(e, 400, "invalid_multipart", NULL, "multipart body is truncated or its boundary is missing");
+    return api_errorf(e, 400, "invalid_multipart", NULL,
+                      "multipart body is truncated or its boundary is missing");
 }

@@ -20,6 +20,7 @@
 int api_multipart_boundary(const char *content_type, char *out, size_t cap);
 
 /* Parse body; *fields is a new JSON object on success. 0 or the HTTP status of e. */
-int api_parse_multipart(const char *content_type, const char *body, size_t len, json_t **fields, api_error *e);
+int api_parse_multipart(const char *content_type, const char *body, size_t len, json_t **fields,
+                        api_error *e);
 
 #endif

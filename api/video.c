@@ -136,7 +136,8 @@ static int field_string(const json_t *fields, const char *name, const char **out
 }
 
 /* A text field with a length limit in characters; must be valid UTF-8. */
-static int field_text(const json_t *fields, const char *name, long max_chars, const char **out, api_error *e) {
+static int field_text(const json_t *fields, const char *name, long max_chars, const char **out,
+                      api_error *e) {
     int rc = field_string(fields, name, out, e);
     if (rc || !*out)
         return rc;
@@ -144,8 +145,8 @@ static int field_text(const json_t *fields, const char *name, long max_chars, co
     if (n < 0)
         return api_errorf(e, 400, "invalid_value", name, "%s is not valid UTF-8", name);
     if (max_chars > 0 && n > max_chars)
-        return api_errorf(e, 400, "invalid_value", name, "%s is %ld characters long; this model accepts at most %ld",
-                          name, n, max_chars);
+        return api_errorf(e, 400, "invalid_value", name,
+                          "%s is %ld characters long; this model accepts at most %ld", name, n, max_chars);
     return 0;
 }
 
@@ -257,13 +258,15 @@ static int parse_size(const json_t *fields, const au_model_info *mi, int *width,
         goto bad;
     int mult = mi->size_multiple > 0 ? mi->size_multiple : 1;
     if (w <= 0 || h <= 0 || w > mi->max_width || h > mi->max_height)
-        return api_errorf(e, 400, "invalid_value", "size", "size %ldx%ld is outside this model's limits (at most %dx%d)",
-                          w, h, mi->max_width, mi->max_height);
+        return api_errorf(e, 400, "invalid_value", "size",
+                          "size %ldx%ld is outside this model's limits (at most %dx%d)", w, h, mi->max_width,
+                          mi->max_height);
     if (w % mult || h % mult)
-        return api_errorf(e, 400, "invalid_value", "size", "width and height must be multiples of %d, got %ldx%ld",
-                          mult, w, h);
+        return api_errorf(e, 400, "invalid_value", "size",
+                          "width and height must be multiples of %d, got %ldx%ld", mult, w, h);
     if (!size_supported(mi, w, h))
-        return api_errorf(e, 400, "invalid_value", "size", "size %ldx%ld is not one this model supports", w, h);
+        return api_errorf(e, 400, "invalid_value", "size", "size %ldx%ld is not one this model supports", w,
+                          h);
     *width = (int)w;
     *height = (int)h;
     return 0;
@@ -309,15 +312,16 @@ static int frames_from_seconds(const au_model_info *mi, double seconds, int fps,
     double f = 4.0 * k + 1.0;
     if (f > mi->max_frames)
         return api_errorf(e, 400, "invalid_value", "seconds",
-                          "seconds=%g at %d fps is %.0f frames; this model makes at most %d (%.2f s)", seconds, fps, f,
-                          mi->max_frames, (double)mi->max_frames / fps);
+                          "seconds=%g at %d fps is %.0f frames; this model makes at most %d (%.2f s)",
+                          seconds, fps, f, mi->max_frames, (double)mi->max_frames / fps);
     *frames = (int)f;
     return 0;
 }
 
 int api_create_request(const json_t *fields, const au_model_info *mi, api_request *r, api_error *e) {
-    static const char *const allowed[] = {"prompt", "model", "seconds", "size", "negative_prompt", "seed", "steps",
-                                          "guidance_scale", "shift", "sampler", "fps", "frames", NULL};
+    static const char *const allowed[] = {
+        "prompt",         "model", "seconds", "size", "negative_prompt", "seed", "steps",
+        "guidance_scale", "shift", "sampler", "fps",  "frames",          NULL};
     int64_t iv;
     double dv;
     int given, rc;
@@ -328,8 +332,8 @@ int api_create_request(const json_t *fields, const au_model_info *mi, api_reques
     if ((rc = field_string(fields, "model", &s, e)))
         return rc;
     if (s && strcmp(s, mi->name) != 0)
-        return api_errorf(e, 400, "model_not_found", "model", "model \"%.64s\" is not loaded; this server runs \"%s\"",
-                          s, mi->name);
+        return api_errorf(e, 400, "model_not_found", "model",
+                          "model \"%.64s\" is not loaded; this server runs \"%s\"", s, mi->name);
     if ((rc = field_text(fields, "negative_prompt", mi->max_prompt_chars, &s, e)))
         return rc;
     if (s) {
@@ -345,8 +349,8 @@ int api_create_request(const json_t *fields, const au_model_info *mi, api_reques
     if ((rc = field_int(fields, "frames", 1, mi->max_frames, &iv, &given, e)))
         return rc;
     if (given && iv % 4 != 1)
-        return api_errorf(e, 400, "invalid_value", "frames", "frames must be of the form 4k+1 (1, 5, 9, ...), got %lld",
-                          (long long)iv);
+        return api_errorf(e, 400, "invalid_value", "frames",
+                          "frames must be of the form 4k+1 (1, 5, 9, ...), got %lld", (long long)iv);
     if (given)
         r->params.frames = (int)iv;
     int frames_given = given;
@@ -373,21 +377,22 @@ int api_create_request(const json_t *fields, const au_model_info *mi, api_reques
     if ((rc = field_double(fields, "guidance_scale", &dv, &given, e)))
         return rc;
     if (given && (dv < 0 || dv > API_GUIDANCE_MAX))
-        return api_errorf(e, 400, "invalid_value", "guidance_scale", "guidance_scale must be between 0 and %g, got %g",
-                          API_GUIDANCE_MAX, dv);
+        return api_errorf(e, 400, "invalid_value", "guidance_scale",
+                          "guidance_scale must be between 0 and %g, got %g", API_GUIDANCE_MAX, dv);
     if (given)
         r->params.guidance_scale = (float)dv;
     if ((rc = field_double(fields, "shift", &dv, &given, e)))
         return rc;
     if (given && (dv <= 0 || dv > API_SHIFT_MAX))
-        return api_errorf(e, 400, "invalid_value", "shift", "shift must be greater than 0 and at most %g, got %g",
-                          API_SHIFT_MAX, dv);
+        return api_errorf(e, 400, "invalid_value", "shift",
+                          "shift must be greater than 0 and at most %g, got %g", API_SHIFT_MAX, dv);
     if (given)
         r->params.shift = (float)dv;
     if ((rc = field_string(fields, "sampler", &s, e)))
         return rc;
     if (s && strcmp(s, "unipc") != 0 && strcmp(s, "euler") != 0)
-        return api_errorf(e, 400, "invalid_value", "sampler", "sampler must be \"unipc\" or \"euler\", got \"%.32s\"", s);
+        return api_errorf(e, 400, "invalid_value", "sampler",
+                          "sampler must be \"unipc\" or \"euler\", got \"%.32s\"", s);
     r->params.sampler = s ? (strcmp(s, "unipc") == 0 ? "unipc" : "euler") : NULL;
     if ((rc = field_int(fields, "seed", 0, SEED_MAX, &iv, &given, e)))
         return rc;
@@ -422,8 +427,8 @@ int api_remix_request(const json_t *fields, const au_model_info *mi, const api_v
     return 0;
 }
 
-int api_video_from_request(const api_request *r, const au_gen_params *resolved, const char *model, const char *id,
-                           int64_t created_at, api_video *out, au_err *err) {
+int api_video_from_request(const api_request *r, const au_gen_params *resolved, const char *model,
+                           const char *id, int64_t created_at, api_video *out, au_err *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->id, sizeof out->id, "%s", id);
     out->created_at = created_at;
@@ -538,13 +543,14 @@ char *api_models_render(const au_model_info *mi, int64_t created_at) {
         json_array_append_new(sizes, json_string(s));
     }
     json_t *model = json_pack(
-        "{s:s, s:s, s:I, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s}, s:{s:i, s:i, s:i, s:i, s:i, s:i, s:o}}",
-        "id", mi->name, "object", "model", "created", (json_int_t)created_at, "owned_by", "auteur", "defaults",
-        "width", mi->default_width, "height", mi->default_height, "frames", mi->default_frames, "fps", mi->default_fps,
-        "steps", mi->default_steps, "guidance_scale", (double)mi->default_guidance, "shift", (double)mi->default_shift,
-        "sampler", mi->default_sampler, "limits", "max_width", mi->max_width, "max_height", mi->max_height,
-        "max_frames", mi->max_frames, "max_steps", mi->max_steps, "max_prompt_chars", mi->max_prompt_chars,
-        "size_multiple", mi->size_multiple, "sizes", sizes);
+        "{s:s, s:s, s:I, s:s, s:{s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:s}, s:{s:i, s:i, s:i, s:i, s:i, s:i, "
+        "s:o}}",
+        "id", mi->name, "object", "model", "created", (json_int_t)created_at, "owned_by", "auteur",
+        "defaults", "width", mi->default_width, "height", mi->default_height, "frames", mi->default_frames,
+        "fps", mi->default_fps, "steps", mi->default_steps, "guidance_scale", (double)mi->default_guidance,
+        "shift", (double)mi->default_shift, "sampler", mi->default_sampler, "limits", "max_width",
+        mi->max_width, "max_height", mi->max_height, "max_frames", mi->max_frames, "max_steps", mi->max_steps,
+        "max_prompt_chars", mi->max_prompt_chars, "size_multiple", mi->size_multiple, "sizes", sizes);
     if (!model)
         return NULL;
     return dump_owned(json_pack("{s:s, s:[o]}", "object", "list", "data", model));

@@ -64,11 +64,11 @@ int api_id_valid(const char *id);
 
 /* A validated create or remix request, before the model's defaults are filled in. */
 typedef struct api_request {
-    au_gen_params params; /* prompt / negative_prompt point at the strings below */
-    char *prompt;         /* owned */
-    char *negative_prompt;/* owned; NULL = not given */
-    int fps;              /* given, else the model's default */
-    char seconds[24];     /* "" when not given */
+    au_gen_params params;  /* prompt / negative_prompt point at the strings below */
+    char *prompt;          /* owned */
+    char *negative_prompt; /* owned; NULL = not given */
+    int fps;               /* given, else the model's default */
+    char seconds[24];      /* "" when not given */
     char remixed_from[API_ID_SIZE];
 } api_request;
 
@@ -90,8 +90,8 @@ int api_remix_request(const json_t *fields, const au_model_info *mi, const api_v
 /* The row to store for a request once pipeline_resolve_params has filled `resolved`
  * (resolved->prompt/negative_prompt are not used: the request's own strings are kept, so a
  * default negative prompt stays NULL). 0 or AU_ENOMEM. */
-int api_video_from_request(const api_request *r, const au_gen_params *resolved, const char *model, const char *id,
-                           int64_t created_at, api_video *out, au_err *err);
+int api_video_from_request(const api_request *r, const au_gen_params *resolved, const char *model,
+                           const char *id, int64_t created_at, api_video *out, au_err *err);
 
 /* Renderers: malloc'd JSON text, NULL only when out of memory. */
 json_t *api_video_json(const api_video *v);

@@ -17,10 +17,10 @@
 typedef struct app {
     const serve_config *cfg;
     store *st;
-    au_pipeline *pipe;             /* NULL: no engine, POST /v1/videos answers 503 */
-    const au_model_info *mi;       /* the loaded model, or NULL */
-    char model_error[512];         /* why pipe is NULL */
-    dispatcher *disp;              /* NULL without an engine */
+    au_pipeline *pipe;       /* NULL: no engine, POST /v1/videos answers 503 */
+    const au_model_info *mi; /* the loaded model, or NULL */
+    char model_error[512];   /* why pipe is NULL */
+    dispatcher *disp;        /* NULL without an engine */
     metrics *met;
     char videos_dir[PATH_MAX + 16]; /* DATA/videos */
     int64_t started_at;

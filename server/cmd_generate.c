@@ -183,11 +183,12 @@ int cmd_generate(int argc, char **argv) {
     if (rc == 0)
         rc = write_outputs(g, &video, req.fps, &err);
     if (rc != 0) {
-        fprintf(stderr, "auteur generate: %s\n", rc == AU_ECANCELED ? "interrupted; no file written" : err.msg);
+        fprintf(stderr, "auteur generate: %s\n",
+                rc == AU_ECANCELED ? "interrupted; no file written" : err.msg);
         goto done;
     }
-    fprintf(stderr, "auteur: wrote %s (%dx%d, %d frames at %d fps, seed %lld) in %.1f s\n", g->output, video.width,
-            video.height, video.n_frames, req.fps, (long long)params.seed, now_s() - ps.t0);
+    fprintf(stderr, "auteur: wrote %s (%dx%d, %d frames at %d fps, seed %lld) in %.1f s\n", g->output,
+            video.width, video.height, video.n_frames, req.fps, (long long)params.seed, now_s() - ps.t0);
     exit_code = 0;
 done:
     au_video_free(&video);

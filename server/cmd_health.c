@@ -72,8 +72,9 @@ int cmd_health(int argc, char **argv) {
         return 1;
     }
     char req[512];
-    int n = snprintf(req, sizeof req, "GET /health HTTP/1.0\r\nHost: %s:%d\r\nAccept: application/json\r\n\r\n",
-                     c.host, c.port);
+    int n =
+        snprintf(req, sizeof req, "GET /health HTTP/1.0\r\nHost: %s:%d\r\nAccept: application/json\r\n\r\n",
+                 c.host, c.port);
     char *reply = malloc(MAX_REPLY + 1);
     size_t len = 0;
     int ok = reply && send(fd, req, (size_t)n, MSG_NOSIGNAL) == n;

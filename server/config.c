@@ -25,9 +25,9 @@ typedef struct opt {
     const char *env;        /* "AUTEUR_PORT" or NULL */
     opt_kind kind;
     void *target;
-    size_t cap;       /* OPT_STR: buffer size */
-    double min, max;  /* numeric kinds */
-    int *given;       /* set to 1 when a value was supplied (may be NULL) */
+    size_t cap;      /* OPT_STR: buffer size */
+    double min, max; /* numeric kinds */
+    int *given;      /* set to 1 when a value was supplied (may be NULL) */
     const char *metavar;
     const char *help;
 } opt;
@@ -68,8 +68,8 @@ static int set_value(const opt *o, const char *src, const char *value, au_err *e
         errno = 0;
         long long v = strtoll(value, &end, 10);
         if (!*value || *end || errno == ERANGE || v < o->min || v > o->max)
-            return au_errf(err, CFG_USAGE, "%s: expected an integer from %.0f to %.0f, got \"%s\"", src, o->min, o->max,
-                           value);
+            return au_errf(err, CFG_USAGE, "%s: expected an integer from %.0f to %.0f, got \"%s\"", src,
+                           o->min, o->max, value);
         if (o->kind == OPT_INT)
             *(int *)o->target = (int)v;
         else
@@ -80,8 +80,8 @@ static int set_value(const opt *o, const char *src, const char *value, au_err *e
         errno = 0;
         double v = strtod(value, &end);
         if (!*value || *end || errno == ERANGE || !isfinite(v) || v < o->min || v > o->max)
-            return au_errf(err, CFG_USAGE, "%s: expected a number from %g to %g, got \"%s\"", src, o->min, o->max,
-                           value);
+            return au_errf(err, CFG_USAGE, "%s: expected a number from %g to %g, got \"%s\"", src, o->min,
+                           o->max, value);
         *(double *)o->target = v;
         return 0;
     }
@@ -117,8 +117,8 @@ static void print_help(FILE *f, const command *cmd) {
     for (int i = 0; i < cmd->n_opts; i++) {
         const opt *o = &cmd->opts[i];
         char left[64];
-        snprintf(left, sizeof left, "%s%s%s %s", o->short_flag ? o->short_flag : "", o->short_flag ? ", " : "", o->flag,
-                 o->metavar);
+        snprintf(left, sizeof left, "%s%s%s %s", o->short_flag ? o->short_flag : "",
+                 o->short_flag ? ", " : "", o->flag, o->metavar);
         fprintf(f, "  %-30s %s", left, o->help);
         if (o->env)
             fprintf(f, " [env %s]", o->env);
@@ -161,15 +161,16 @@ static int parse(const command *cmd, int argc, char **argv, au_err *err) {
         }
         if (!o) {
             if (arg[0] == '-')
-                return au_errf(err, CFG_USAGE, "auteur %s: unknown option %.*s (see auteur %s --help)", cmd->name,
-                               (int)name_len, arg, cmd->name);
-            return au_errf(err, CFG_USAGE, "auteur %s: unexpected argument \"%s\" (see auteur %s --help)", cmd->name,
-                           arg, cmd->name);
+                return au_errf(err, CFG_USAGE, "auteur %s: unknown option %.*s (see auteur %s --help)",
+                               cmd->name, (int)name_len, arg, cmd->name);
+            return au_errf(err, CFG_USAGE, "auteur %s: unexpected argument \"%s\" (see auteur %s --help)",
+                           cmd->name, arg, cmd->name);
         }
         const char *value = eq ? eq + 1 : NULL;
         if (!value) {
             if (a + 1 >= argc)
-                return au_errf(err, CFG_USAGE, "auteur %s: %s needs a value (%s)", cmd->name, o->flag, o->metavar);
+                return au_errf(err, CFG_USAGE, "auteur %s: %s needs a value (%s)", cmd->name, o->flag,
+                               o->metavar);
             value = argv[++a];
         }
         if (o->kind == OPT_KEYS && !keys_from_flags) {
@@ -218,14 +219,15 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
          "HTTP worker threads (default 4)"},
         {"--lease-seconds", NULL, "AUTEUR_LEASE_SECONDS", OPT_INT, &c->lease_seconds, 0, 3, 86400, NULL, "N",
          "a running job's lease, renewed while its process lives (default 60)"},
-        {"--shutdown-grace", NULL, "AUTEUR_SHUTDOWN_GRACE", OPT_INT, &c->shutdown_grace_seconds, 0, 0, 86400, NULL,
-         "SECONDS", "on SIGTERM, wait this long for the running job before requeueing it (default 30)"},
-        {"--retention-hours", NULL, "AUTEUR_RETENTION_HOURS", OPT_DOUBLE, &c->retention_hours, 0, 0, 1e6, NULL, "H",
-         "delete finished videos after this many hours (default 0 = keep)"},
+        {"--shutdown-grace", NULL, "AUTEUR_SHUTDOWN_GRACE", OPT_INT, &c->shutdown_grace_seconds, 0, 0, 86400,
+         NULL, "SECONDS", "on SIGTERM, wait this long for the running job before requeueing it (default 30)"},
+        {"--retention-hours", NULL, "AUTEUR_RETENTION_HOURS", OPT_DOUBLE, &c->retention_hours, 0, 0, 1e6,
+         NULL, "H", "delete finished videos after this many hours (default 0 = keep)"},
         {"--max-body", NULL, "AUTEUR_MAX_BODY", OPT_LL, &c->max_body_bytes, 0, 1024, 1 << 30, NULL, "BYTES",
          "largest request body accepted, else 413 (default 1048576)"},
     };
-    const command cmd = {"serve", "Run the HTTP service: the OpenAI-style video API, a job queue and one engine.",
+    const command cmd = {"serve",
+                         "Run the HTTP service: the OpenAI-style video API, a job queue and one engine.",
                          opts, COUNT(opts)};
     return parse(&cmd, argc, argv, err);
 }
@@ -244,18 +246,23 @@ int config_generate(generate_config *c, int argc, char **argv, au_err *err) {
          &c->has_negative_prompt, "TEXT", "what to avoid (default: the model's; \"\" for none)"},
         {"--model", NULL, "AUTEUR_MODEL", OPT_STR, c->model_dir, sizeof c->model_dir, 0, 0, NULL, "DIR",
          "model folder (default: the embedded tiny model)"},
-        {"--size", NULL, NULL, OPT_STR, c->size, sizeof c->size, 0, 0, NULL, "WxH", "frame size (model default)"},
-        {"--frames", NULL, NULL, OPT_INT, &c->frames, 0, 1, 100000, NULL, "N", "frame count, 4k+1 (model default)"},
+        {"--size", NULL, NULL, OPT_STR, c->size, sizeof c->size, 0, 0, NULL, "WxH",
+         "frame size (model default)"},
+        {"--frames", NULL, NULL, OPT_INT, &c->frames, 0, 1, 100000, NULL, "N",
+         "frame count, 4k+1 (model default)"},
         {"--seconds", NULL, NULL, OPT_DOUBLE, &c->seconds, 0, 0.001, 3600, NULL, "S",
          "duration, when --frames is not given"},
         {"--fps", NULL, NULL, OPT_INT, &c->fps, 0, 1, 120, NULL, "N", "frames per second (model default)"},
-        {"--steps", NULL, NULL, OPT_INT, &c->steps, 0, 1, 10000, NULL, "N", "denoising steps (model default)"},
+        {"--steps", NULL, NULL, OPT_INT, &c->steps, 0, 1, 10000, NULL, "N",
+         "denoising steps (model default)"},
         {"--guidance-scale", NULL, NULL, OPT_DOUBLE, &c->guidance_scale, 0, 0, 50, NULL, "X",
          "classifier-free guidance (model default)"},
-        {"--shift", NULL, NULL, OPT_DOUBLE, &c->shift, 0, 0.001, 100, NULL, "X", "flow shift (model default)"},
+        {"--shift", NULL, NULL, OPT_DOUBLE, &c->shift, 0, 0.001, 100, NULL, "X",
+         "flow shift (model default)"},
         {"--sampler", NULL, NULL, OPT_STR, c->sampler, sizeof c->sampler, 0, 0, NULL, "unipc|euler",
          "sampler (model default)"},
-        {"--seed", NULL, NULL, OPT_LL, &c->seed, 0, 0, 9223372036854775807.0, NULL, "N", "noise seed (default random)"},
+        {"--seed", NULL, NULL, OPT_LL, &c->seed, 0, 0, 9223372036854775807.0, NULL, "N",
+         "noise seed (default random)"},
         {"--noise", NULL, NULL, OPT_STR, c->noise_path, sizeof c->noise_path, 0, 0, NULL, "FILE",
          "initial noise from a safetensors file (tensor \"noise\"), for comparisons"},
         {"--output", "-o", NULL, OPT_STR, c->output, sizeof c->output, 0, 0, NULL, "PATH",
@@ -267,12 +274,13 @@ int config_generate(generate_config *c, int argc, char **argv, au_err *err) {
         {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &c->threads, 0, 0, 4096, NULL, "N",
          "engine CPU threads (default 0 = all cores)"},
     };
-    const command cmd = {"generate", "Make one video without a server, with a progress bar on a terminal.", opts,
-                         COUNT(opts)};
+    const command cmd = {"generate", "Make one video without a server, with a progress bar on a terminal.",
+                         opts, COUNT(opts)};
     int rc = parse(&cmd, argc, argv, err);
     if (rc == CFG_RUN && !has_prompt)
         return au_errf(err, CFG_USAGE, "auteur generate: --prompt is required (see auteur generate --help)");
-    if (rc == CFG_RUN && c->sampler[0] && strcmp(c->sampler, "unipc") != 0 && strcmp(c->sampler, "euler") != 0)
+    if (rc == CFG_RUN && c->sampler[0] && strcmp(c->sampler, "unipc") != 0 &&
+        strcmp(c->sampler, "euler") != 0)
         return au_errf(err, CFG_USAGE, "--sampler: expected unipc or euler, got \"%s\"", c->sampler);
     return rc;
 }
@@ -284,8 +292,8 @@ int config_migrate(data_config *c, int argc, char **argv, au_err *err) {
         {"--data-dir", NULL, "AUTEUR_DATA_DIR", OPT_STR, c->data_dir, sizeof c->data_dir, 0, 0, NULL, "DIR",
          "database and videos (default ./auteur-data)"},
     };
-    const command cmd = {"migrate", "Create or upgrade the job database in the data directory, then exit.", opts,
-                         COUNT(opts)};
+    const command cmd = {"migrate", "Create or upgrade the job database in the data directory, then exit.",
+                         opts, COUNT(opts)};
     return parse(&cmd, argc, argv, err);
 }
 
@@ -297,13 +305,15 @@ int config_health(health_config *c, int argc, char **argv, au_err *err) {
     const opt opts[] = {
         {"--host", NULL, "AUTEUR_HOST", OPT_STR, c->host, sizeof c->host, 0, 0, NULL, "ADDR",
          "the server's address (default 127.0.0.1)"},
-        {"--port", NULL, "AUTEUR_PORT", OPT_INT, &c->port, 0, 1, 65535, NULL, "N", "the server's port (default 8080)"},
+        {"--port", NULL, "AUTEUR_PORT", OPT_INT, &c->port, 0, 1, 65535, NULL, "N",
+         "the server's port (default 8080)"},
         {"--timeout", NULL, NULL, OPT_INT, &c->timeout_seconds, 0, 1, 3600, NULL, "SECONDS",
          "give up after this long (default 10)"},
     };
-    const command cmd = {"health",
-                         "Print the running server's /health report as JSON; exit 0 when it is healthy, 1 otherwise.",
-                         opts, COUNT(opts)};
+    const command cmd = {
+        "health",
+        "Print the running server's /health report as JSON; exit 0 when it is healthy, 1 otherwise.", opts,
+        COUNT(opts)};
     return parse(&cmd, argc, argv, err);
 }
 

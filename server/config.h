@@ -22,14 +22,14 @@ enum { CFG_RUN = 0, CFG_EXIT = 1, CFG_USAGE = 2 };
 
 typedef struct serve_config {
     char host[256];
-    int port;                   /* 0 = any free port (printed at start-up) */
+    int port; /* 0 = any free port (printed at start-up) */
     char data_dir[PATH_MAX];
     char model_dir[PATH_MAX];
     char api_keys[CFG_MAX_KEYS][CFG_KEY_SIZE];
     int n_api_keys;
-    int max_queue;              /* unfinished jobs (queued + in progress) before 429 */
+    int max_queue; /* unfinished jobs (queued + in progress) before 429 */
     au_device device;
-    int threads;                /* engine CPU threads, 0 = all cores */
+    int threads; /* engine CPU threads, 0 = all cores */
     int http_threads;
     int lease_seconds;
     int shutdown_grace_seconds; /* how long SIGTERM waits for the running job */
@@ -46,7 +46,7 @@ typedef struct generate_config {
     int frames, fps, steps;
     double seconds, guidance_scale, shift; /* < 0 = unset */
     char sampler[16];
-    long long seed; /* -1 = random */
+    long long seed;            /* -1 = random */
     char noise_path[PATH_MAX]; /* "" = Philox noise from the seed */
     char output[PATH_MAX];
     char thumbnail[PATH_MAX]; /* "" = none */

@@ -33,14 +33,14 @@ struct dispatcher {
     char owner[128], videos_dir[4096];
     pthread_t thread, keeper;
     pthread_mutex_t mu;
-    pthread_cond_t wake;      /* new job, stop, or the running job ended */
+    pthread_cond_t wake; /* new job, stop, or the running job ended */
     int stopping;
-    int running;              /* a job is being generated */
+    int running; /* a job is being generated */
     char current[API_ID_SIZE];
     int progress;
-    volatile int cancel;      /* polled by pipeline_generate */
+    volatile int cancel; /* polled by pipeline_generate */
     int cancel_reason;
-    int lost;                 /* the store no longer has the job under our lease */
+    int lost; /* the store no longer has the job under our lease */
     double step0_time, last_step_time;
     int steps_done;
 };

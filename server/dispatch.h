@@ -25,9 +25,9 @@ typedef struct dispatcher dispatcher;
 typedef struct dispatch_opts {
     store *st;
     au_pipeline *pipe;
-    metrics *met;          /* may be NULL */
+    metrics *met; /* may be NULL */
     const char *videos_dir;
-    const char *owner;     /* lease owner name of this process */
+    const char *owner; /* lease owner name of this process */
     int lease_seconds;
     int max_attempts;
     double retention_hours; /* 0 = finished videos are kept */

@@ -100,9 +100,9 @@ static void add_headers(struct MHD_Response *resp, const char *const *headers) {
         MHD_add_response_header(resp, headers[i], headers[i + 1]);
 }
 
-static int reply_buffer(http_req *r, int status, const char *content_type, char *body, const char *const *headers) {
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+static int reply_buffer(http_req *r, int status, const char *content_type, char *body,
+                        const char *const *headers) {
+    struct MHD_Response *resp = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     if (!resp) {
         free(body);
         return MHD_NO;
@@ -224,9 +224,9 @@ static int on_headers(http_req *r, const char *url, const char *method) {
             route = &routes[i];
     r->route = route ? route->pattern : "unmatched";
     int m = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ? M_GET
-            : strcmp(method, "POST") == 0                           ? M_POST
-            : strcmp(method, "DELETE") == 0                         ? M_DELETE
-                                                                    : 0;
+            : strcmp(method, "POST") == 0                             ? M_POST
+            : strcmp(method, "DELETE") == 0                           ? M_DELETE
+                                                                      : 0;
     r->method = m == M_GET ? "GET" : m == M_POST ? "POST" : m == M_DELETE ? "DELETE" : "other";
     long long limit = r->app->cfg->max_body_bytes;
     const char *cl = http_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -252,8 +252,8 @@ static int on_headers(http_req *r, const char *url, const char *method) {
     if (!(route->methods & m)) {
         char allow[64];
         methods_text(route->methods, allow, sizeof allow);
-        api_errorf(&r->pending, 405, "method_not_allowed", NULL, "%.16s is not allowed on %s; allowed: %s", method,
-                   route->pattern, allow);
+        api_errorf(&r->pending, 405, "method_not_allowed", NULL, "%.16s is not allowed on %s; allowed: %s",
+                   method, route->pattern, allow);
         return defer_error(r, MHD_HTTP_HEADER_ALLOW, allow);
     }
     r->handler = m == M_GET ? route->get : m == M_POST ? route->post : route->del;
@@ -325,7 +325,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return (enum MHD_Result)r->handler(r);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
     http_req *r = *con_cls;
     if (r) {
         free(r->body);
@@ -373,7 +374,8 @@ static int listen_on(const char *host, int port, int *fd_out, int *bound_port, a
     return 0;
 }
 
-int http_start(http_server **out, app *a, const char *host, int port, int n_threads, int *bound_port, au_err *err) {
+int http_start(http_server **out, app *a, const char *host, int port, int n_threads, int *bound_port,
+               au_err *err) {
     *out = NULL;
     http_server *s = calloc(1, sizeof *s);
     if (!s)
@@ -386,9 +388,9 @@ int http_start(http_server **out, app *a, const char *host, int port, int n_thre
     }
     unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     s->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_LISTEN_SOCKET, s->listen_fd,
-                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)n_threads, MHD_OPTION_NOTIFY_COMPLETED,
-                                 on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-                                 MHD_OPTION_END);
+                                 MHD_OPTION_THREAD_POOL_SIZE, (unsigned)n_threads,
+                                 MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_END);
     if (!s->daemon) {
         close(s->listen_fd);
         free(s);

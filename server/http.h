@@ -25,26 +25,27 @@ typedef struct http_server http_server;
 typedef struct http_req {
     struct MHD_Connection *conn;
     app *app;
-    const char *method;     /* "GET", ... (HEAD is routed as GET) */
-    const char *route;      /* the matched pattern, for metrics */
-    char id[API_ID_SIZE];   /* the {id} path segment, "" when absent or longer than an id */
+    const char *method;   /* "GET", ... (HEAD is routed as GET) */
+    const char *route;    /* the matched pattern, for metrics */
+    char id[API_ID_SIZE]; /* the {id} path segment, "" when absent or longer than an id */
     int id_too_long;
-    char *body;             /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t body_len, body_cap;
     int body_too_large;
-    int status;             /* of the queued reply, 0 before */
+    int status; /* of the queued reply, 0 before */
     /* An error found in the headers, answered once the body is drained so the connection
      * stays usable (a reply queued before the body closes it). */
     int has_pending;
     api_error pending;
-    const char *pending_header;    /* one extra header name, or NULL */
+    const char *pending_header; /* one extra header name, or NULL */
     char pending_header_value[64];
     int (*handler)(struct http_req *r);
 } http_req;
 
 /* Bind host:port (port 0 = any free one) and start serving with threads. *bound_port
  * receives the port actually bound. */
-int http_start(http_server **out, app *a, const char *host, int port, int n_threads, int *bound_port, au_err *err);
+int http_start(http_server **out, app *a, const char *host, int port, int n_threads, int *bound_port,
+               au_err *err);
 /* Stop accepting connections, finish the requests in flight, free everything. */
 void http_stop(http_server *s);
 

@@ -17,7 +17,7 @@ int main(int argc, char **argv) {
         const char *name;
         int (*run)(int, char **);
     } commands[] = {
-        {"serve", cmd_serve}, {"generate", cmd_generate}, {"migrate", cmd_migrate},
+        {"serve", cmd_serve},   {"generate", cmd_generate}, {"migrate", cmd_migrate},
         {"health", cmd_health}, {"dev", cmd_dev},
     };
     if (argc < 2) {

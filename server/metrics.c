@@ -131,13 +131,15 @@ char *metrics_render(metrics *m, const int job_counts[4], int model_loaded) {
     put(&t, "# HELP auteur_http_requests_total HTTP requests by route pattern, method and status.\n"
             "# TYPE auteur_http_requests_total counter\n");
     for (int i = 0; i < m->n_requests; i++)
-        put(&t, "auteur_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n", m->requests[i].route,
-            m->requests[i].method, m->requests[i].status, m->requests[i].count);
-    put(&t, "# HELP auteur_http_requests_unlabelled_total Requests not counted above (label table full).\n"
-            "# TYPE auteur_http_requests_unlabelled_total counter\nauteur_http_requests_unlabelled_total %llu\n",
+        put(&t, "auteur_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+            m->requests[i].route, m->requests[i].method, m->requests[i].status, m->requests[i].count);
+    put(&t,
+        "# HELP auteur_http_requests_unlabelled_total Requests not counted above (label table full).\n"
+        "# TYPE auteur_http_requests_unlabelled_total counter\nauteur_http_requests_unlabelled_total %llu\n",
         m->dropped_series);
-    put(&t, "# HELP auteur_queue_depth Jobs waiting to run.\n# TYPE auteur_queue_depth gauge\n"
-            "auteur_queue_depth %d\n",
+    put(&t,
+        "# HELP auteur_queue_depth Jobs waiting to run.\n# TYPE auteur_queue_depth gauge\n"
+        "auteur_queue_depth %d\n",
         job_counts[0]);
     put(&t, "# HELP auteur_jobs Jobs in the store by state.\n# TYPE auteur_jobs gauge\n");
     for (int i = 0; i < 4; i++)
@@ -151,19 +153,24 @@ char *metrics_render(metrics *m, const int job_counts[4], int model_loaded) {
     for (int b = 0; b < N_BUCKETS; b++)
         put(&t, "auteur_generation_seconds_bucket{le=\"%g\"} %llu\n", bucket_bounds[b], m->gen_buckets[b]);
     put(&t, "auteur_generation_seconds_bucket{le=\"+Inf\"} %llu\n", m->gen_count);
-    put(&t, "auteur_generation_seconds_sum %.6f\nauteur_generation_seconds_count %llu\n", m->gen_sum, m->gen_count);
-    put(&t, "# HELP auteur_denoise_steps_total Denoising steps run by finished jobs.\n"
-            "# TYPE auteur_denoise_steps_total counter\nauteur_denoise_steps_total %llu\n",
+    put(&t, "auteur_generation_seconds_sum %.6f\nauteur_generation_seconds_count %llu\n", m->gen_sum,
+        m->gen_count);
+    put(&t,
+        "# HELP auteur_denoise_steps_total Denoising steps run by finished jobs.\n"
+        "# TYPE auteur_denoise_steps_total counter\nauteur_denoise_steps_total %llu\n",
         m->steps_total);
-    put(&t, "# HELP auteur_denoise_seconds_total Time spent in those steps.\n"
-            "# TYPE auteur_denoise_seconds_total counter\nauteur_denoise_seconds_total %.6f\n",
+    put(&t,
+        "# HELP auteur_denoise_seconds_total Time spent in those steps.\n"
+        "# TYPE auteur_denoise_seconds_total counter\nauteur_denoise_seconds_total %.6f\n",
         m->denoise_seconds_total);
-    put(&t, "# HELP auteur_denoise_steps_per_second Denoising rate of the last finished job.\n"
-            "# TYPE auteur_denoise_steps_per_second gauge\nauteur_denoise_steps_per_second %.6f\n",
+    put(&t,
+        "# HELP auteur_denoise_steps_per_second Denoising rate of the last finished job.\n"
+        "# TYPE auteur_denoise_steps_per_second gauge\nauteur_denoise_steps_per_second %.6f\n",
         m->last_steps_per_second);
     pthread_mutex_unlock(&m->mu);
-    put(&t, "# HELP auteur_model_loaded Whether an engine is loaded (1) or not (0).\n"
-            "# TYPE auteur_model_loaded gauge\nauteur_model_loaded %d\n",
+    put(&t,
+        "# HELP auteur_model_loaded Whether an engine is loaded (1) or not (0).\n"
+        "# TYPE auteur_model_loaded gauge\nauteur_model_loaded %d\n",
         model_loaded ? 1 : 0);
     if (t.oom) {
         free(t.s);

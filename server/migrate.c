@@ -57,7 +57,8 @@ int migrate_apply_list(sqlite3 *db, const au_migration *migrations, int n, int *
             latest = migrations[i].version;
     if (current > latest)
         return au_errf(err, AU_EUNSUPPORTED,
-                       "database schema version %d is newer than this binary's (%d): upgrade auteur", current, latest);
+                       "database schema version %d is newer than this binary's (%d): upgrade auteur", current,
+                       latest);
     for (int i = 0; i < n; i++) {
         if (i > 0 && migrations[i].version <= migrations[i - 1].version)
             return au_errf(err, AU_EINTERNAL, "migration %s is out of order", migrations[i].name);

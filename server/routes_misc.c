@@ -34,16 +34,17 @@ char *routes_health_report(app *a, int *healthy) {
     json_t *jobs = json_object();
     for (int i = 0; i < 4; i++)
         json_object_set_new(jobs, api_status_name((api_status)i), json_integer(counts[i]));
-    json_t *model = json_pack("{s:b, s:s?, s:s?, s:s, s:s?}", "loaded", a->pipe != NULL, "name",
-                              a->mi ? a->mi->name : NULL, "backend", a->pipe ? pipeline_backend_name(a->pipe) : NULL,
-                              "dir", a->cfg->model_dir, "error", a->pipe ? NULL : a->model_error);
+    json_t *model =
+        json_pack("{s:b, s:s?, s:s?, s:s, s:s?}", "loaded", a->pipe != NULL, "name",
+                  a->mi ? a->mi->name : NULL, "backend", a->pipe ? pipeline_backend_name(a->pipe) : NULL,
+                  "dir", a->cfg->model_dir, "error", a->pipe ? NULL : a->model_error);
     *healthy = db_ok && a->pipe != NULL;
     json_t *o = json_pack("{s:s, s:s, s:I, s:{s:b, s:i, s:s?}, s:{s:i, s:i, s:i}, s:o, s:o}", "status",
                           *healthy ? "ok" : "degraded", "version", AUTEUR_VERSION, "uptime_seconds",
                           (json_int_t)(time(NULL) - a->started_at), "database", "ok", db_ok, "schema_version",
                           version, "error", db_ok ? NULL : err.msg, "queue", "queued", counts[API_QUEUED],
-                          "in_progress", counts[API_IN_PROGRESS], "max", a->cfg->max_queue, "jobs", jobs, "model",
-                          model);
+                          "in_progress", counts[API_IN_PROGRESS], "max", a->cfg->max_queue, "jobs", jobs,
+                          "model", model);
     if (!o)
         return NULL;
     char *s = json_dumps(o, JSON_COMPACT);

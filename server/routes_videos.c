@@ -221,7 +221,8 @@ static int etag_listed(const char *header, const char *etag) {
         return 1;
     size_t n = strlen(etag);
     for (const char *p = header; (p = strstr(p, etag)); p += n)
-        if ((p == header || p[-1] == ' ' || p[-1] == ',' || p[-1] == '/') && (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
+        if ((p == header || p[-1] == ' ' || p[-1] == ',' || p[-1] == '/') &&
+            (p[n] == '\0' || p[n] == ',' || p[n] == ' '))
             return 1;
     return 0;
 }
@@ -242,8 +243,8 @@ int routes_video_content(http_req *r) {
         return http_reply_error(r, &e);
     }
     if (v.status != API_COMPLETED) {
-        api_errorf(&e, 409, "video_not_ready", "video_id", "video %s is %s; content exists once it is completed",
-                   v.id, api_status_name(v.status));
+        api_errorf(&e, 409, "video_not_ready", "video_id",
+                   "video %s is %s; content exists once it is completed", v.id, api_status_name(v.status));
         api_video_clear(&v);
         return http_reply_error(r, &e);
     }
@@ -281,17 +282,24 @@ int routes_video_content(http_req *r) {
     if (rr == RANGE_UNSATISFIABLE) {
         close(fd);
         snprintf(content_range, sizeof content_range, "bytes */%" PRIu64, size);
-        api_errorf(&e, 416, "range_not_satisfiable", NULL, "the Range header does not select any of the %" PRIu64
-                   " bytes", size);
-        const char *h[] = {MHD_HTTP_HEADER_CONTENT_RANGE, content_range, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes", NULL};
+        api_errorf(&e, 416, "range_not_satisfiable", NULL,
+                   "the Range header does not select any of the %" PRIu64 " bytes", size);
+        const char *h[] = {MHD_HTTP_HEADER_CONTENT_RANGE, content_range, MHD_HTTP_HEADER_ACCEPT_RANGES,
+                           "bytes", NULL};
         return http_reply_error_headers(r, &e, h);
     }
-    const char *h[] = {MHD_HTTP_HEADER_ETAG, etag, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes",
-                       MHD_HTTP_HEADER_CONTENT_DISPOSITION, disposition, MHD_HTTP_HEADER_CONTENT_RANGE, content_range,
+    const char *h[] = {MHD_HTTP_HEADER_ETAG,
+                       etag,
+                       MHD_HTTP_HEADER_ACCEPT_RANGES,
+                       "bytes",
+                       MHD_HTTP_HEADER_CONTENT_DISPOSITION,
+                       disposition,
+                       MHD_HTTP_HEADER_CONTENT_RANGE,
+                       content_range,
                        NULL};
     if (rr == RANGE_OK) {
-        snprintf(content_range, sizeof content_range, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, br.first, br.last,
-                 size);
+        snprintf(content_range, sizeof content_range, "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, br.first,
+                 br.last, size);
         return http_reply_fd(r, 206, fd, br.first, br.last - br.first + 1, ctype, h);
     }
     h[6] = NULL; /* no Content-Range on a full reply */

@@ -7,7 +7,8 @@
  * "degraded" on /health), start the dispatcher, then listen.
  * Signals: SIGTERM and SIGINT run a handler that writes the signal number into a self-pipe,
  * whichever thread they land on (libraries may start threads before main, so masks cannot
- * be relied on); the main thread sleeps on the pipe's read end. Shutdown: stop accepting connections, let the running job finish within
+ * be relied on); the main thread sleeps on the pipe's read end. Shutdown: stop accepting connections, let the
+ * running job finish within
  * --shutdown-grace seconds or put it back in the queue, close everything, exit 0.
  */
 #include <errno.h>
@@ -118,7 +119,8 @@ int cmd_migrate(int argc, char **argv) {
     if (before == after)
         printf("auteur: database %s/auteur.db is up to date (schema version %d)\n", c.data_dir, after);
     else
-        printf("auteur: database %s/auteur.db migrated from schema version %d to %d\n", c.data_dir, before, after);
+        printf("auteur: database %s/auteur.db migrated from schema version %d to %d\n", c.data_dir, before,
+               after);
     return 0;
 }
 
@@ -168,8 +170,10 @@ static int start(app *a, const serve_config *cfg, int *lock_fd, au_err *err) {
         (rc = dispatch_clean_partials(a->videos_dir, &parts, err)))
         return rc;
     if (nr || nf || parts)
-        fprintf(stderr, "auteur: recovered from an earlier stop: %d job(s) requeued, %d failed, %d partial file(s) "
-                        "removed\n", nr, nf, parts);
+        fprintf(stderr,
+                "auteur: recovered from an earlier stop: %d job(s) requeued, %d failed, %d partial file(s) "
+                "removed\n",
+                nr, nf, parts);
     if (metrics_create(&a->met) != 0)
         return au_errf(err, AU_ENOMEM, "metrics: out of memory");
     au_pipeline_opts po = {.device = cfg->device, .n_threads = cfg->threads};

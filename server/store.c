@@ -17,10 +17,10 @@
 
 #include "migrate.h"
 
-#define VIDEO_COLS                                                                                                 \
-    "id, created_at, status, progress, model, prompt, negative_prompt, seconds, width, height, frames, fps, "      \
-    "steps, guidance_scale, shift, sampler, seed, remixed_from, attempts, completed_at, expires_at, error_code, " \
-    "error_message"
+#define VIDEO_COLS                                                                                           \
+    "id, created_at, status, progress, model, prompt, negative_prompt, seconds, width, height, "             \
+    "frames, fps, steps, guidance_scale, shift, sampler, seed, remixed_from, attempts, "                     \
+    "completed_at, expires_at, error_code, error_message"
 
 enum {
     ST_INSERT,
@@ -41,10 +41,11 @@ enum {
 };
 
 static const char *const statement_sql[ST_COUNT] = {
-    [ST_INSERT] = "INSERT INTO videos (id, created_at, status, progress, model, prompt, negative_prompt, seconds, "
-                  "width, height, frames, fps, steps, guidance_scale, shift, sampler, seed, remixed_from) "
-                  "SELECT ?1, ?2, 'queued', 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16 "
-                  "WHERE ?17 <= 0 OR (SELECT count(*) FROM videos WHERE status IN ('queued', 'in_progress')) < ?17",
+    [ST_INSERT] =
+        "INSERT INTO videos (id, created_at, status, progress, model, prompt, negative_prompt, seconds, "
+        "width, height, frames, fps, steps, guidance_scale, shift, sampler, seed, remixed_from) "
+        "SELECT ?1, ?2, 'queued', 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16 "
+        "WHERE ?17 <= 0 OR (SELECT count(*) FROM videos WHERE status IN ('queued', 'in_progress')) < ?17",
     [ST_GET] = "SELECT " VIDEO_COLS " FROM videos WHERE id = ?1",
     [ST_SEQ_OF] = "SELECT seq FROM videos WHERE id = ?1",
     [ST_LIST_ASC] = "SELECT " VIDEO_COLS " FROM videos WHERE seq > ?1 ORDER BY seq ASC LIMIT ?2",
@@ -56,9 +57,10 @@ static const char *const statement_sql[ST_COUNT] = {
                  "RETURNING " VIDEO_COLS,
     [ST_HEARTBEAT] = "UPDATE videos SET progress = ?3, lease_deadline = ?4 "
                      "WHERE id = ?1 AND status = 'in_progress' AND lease_owner = ?2",
-    [ST_COMPLETE] = "UPDATE videos SET status = 'completed', progress = 100, completed_at = ?3, expires_at = ?4, "
-                    "lease_owner = NULL, lease_deadline = NULL, error_code = NULL, error_message = NULL "
-                    "WHERE id = ?1 AND status = 'in_progress' AND lease_owner = ?2",
+    [ST_COMPLETE] =
+        "UPDATE videos SET status = 'completed', progress = 100, completed_at = ?3, expires_at = ?4, "
+        "lease_owner = NULL, lease_deadline = NULL, error_code = NULL, error_message = NULL "
+        "WHERE id = ?1 AND status = 'in_progress' AND lease_owner = ?2",
     /* ?5 retryable, ?6 max attempts: requeue while attempts remain, else fail for good. */
     [ST_FAIL] = "UPDATE videos SET "
                 "status = CASE WHEN ?5 AND attempts < ?6 THEN 'queued' ELSE 'failed' END, "
@@ -71,14 +73,15 @@ static const char *const statement_sql[ST_COUNT] = {
                    "lease_owner = NULL, lease_deadline = NULL "
                    "WHERE id = ?1 AND status = 'in_progress' AND lease_owner = ?2",
     /* ?1 leases ending before this are lost, ?2 max attempts, ?3 the time of the change. */
-    [ST_REQUEUE] = "UPDATE videos SET "
-                   "status = CASE WHEN attempts < ?2 THEN 'queued' ELSE 'failed' END, "
-                   "progress = 0, lease_owner = NULL, lease_deadline = NULL, error_code = 'worker_lost', "
-                   "error_message = CASE WHEN attempts < ?2 "
-                   "  THEN printf('the worker stopped during attempt %d', attempts) "
-                   "  ELSE printf('the worker stopped during generation (gave up after %d attempts)', attempts) END, "
-                   "completed_at = CASE WHEN attempts < ?2 THEN NULL ELSE ?3 END "
-                   "WHERE status = 'in_progress' AND lease_deadline < ?1 RETURNING id, status",
+    [ST_REQUEUE] =
+        "UPDATE videos SET "
+        "status = CASE WHEN attempts < ?2 THEN 'queued' ELSE 'failed' END, "
+        "progress = 0, lease_owner = NULL, lease_deadline = NULL, error_code = 'worker_lost', "
+        "error_message = CASE WHEN attempts < ?2 "
+        "  THEN printf('the worker stopped during attempt %d', attempts) "
+        "  ELSE printf('the worker stopped during generation (gave up after %d attempts)', attempts) END, "
+        "completed_at = CASE WHEN attempts < ?2 THEN NULL ELSE ?3 END "
+        "WHERE status = 'in_progress' AND lease_deadline < ?1 RETURNING id, status",
     [ST_COUNTS] = "SELECT status, count(*) FROM videos GROUP BY status",
     [ST_EXPIRED] = "SELECT id FROM videos WHERE expires_at IS NOT NULL AND expires_at <= ?1 "
                    "AND status IN ('completed', 'failed') ORDER BY seq LIMIT ?2",
@@ -121,8 +124,8 @@ int store_open(store **out, const char *path, au_err *err) {
         return au_errf(err, AU_ENOMEM, "store: out of memory");
     pthread_mutex_init(&s->mu, NULL);
     int rc;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
-        SQLITE_OK) {
+    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
         rc = au_errf(err, AU_EIO, "database %s: %s", path, s->db ? sqlite3_errmsg(s->db) : "cannot open");
         goto fail;
     }
@@ -136,7 +139,8 @@ int store_open(store **out, const char *path, au_err *err) {
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->st[i], NULL) !=
             SQLITE_OK) {
-            rc = au_errf(err, AU_EIO, "database %s: preparing statement %d: %s", path, i, sqlite3_errmsg(s->db));
+            rc = au_errf(err, AU_EIO, "database %s: preparing statement %d: %s", path, i,
+                         sqlite3_errmsg(s->db));
             goto fail;
         }
     }
@@ -376,7 +380,8 @@ static int run_transition(store *s, sqlite3_stmt *st, const char *id, const char
     return rc;
 }
 
-int store_heartbeat(store *s, const char *id, const char *owner, int progress, int64_t lease_deadline, au_err *err) {
+int store_heartbeat(store *s, const char *id, const char *owner, int progress, int64_t lease_deadline,
+                    au_err *err) {
     sqlite3_stmt *st = begin(s, ST_HEARTBEAT);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
@@ -385,7 +390,8 @@ int store_heartbeat(store *s, const char *id, const char *owner, int progress, i
     return run_transition(s, st, id, "progress of", err);
 }
 
-int store_complete(store *s, const char *id, const char *owner, int64_t now, int64_t expires_at, au_err *err) {
+int store_complete(store *s, const char *id, const char *owner, int64_t now, int64_t expires_at,
+                   au_err *err) {
     sqlite3_stmt *st = begin(s, ST_COMPLETE);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
@@ -395,8 +401,8 @@ int store_complete(store *s, const char *id, const char *owner, int64_t now, int
     return run_transition(s, st, id, "complete", err);
 }
 
-int store_fail(store *s, const char *id, const char *owner, int64_t now, const char *code, const char *message,
-               int retryable, int max_attempts, int *requeued, au_err *err) {
+int store_fail(store *s, const char *id, const char *owner, int64_t now, const char *code,
+               const char *message, int retryable, int max_attempts, int *requeued, au_err *err) {
     sqlite3_stmt *st = begin(s, ST_FAIL);
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
@@ -428,8 +434,8 @@ int store_release(store *s, const char *id, const char *owner, au_err *err) {
     return run_transition(s, st, id, "release", err);
 }
 
-static int requeue(store *s, int64_t deadline_before, int64_t now, int max_attempts, int *n_requeued, int *n_failed,
-                   au_err *err) {
+static int requeue(store *s, int64_t deadline_before, int64_t now, int max_attempts, int *n_requeued,
+                   int *n_failed, au_err *err) {
     int requeued = 0, failed = 0, step, rc = 0;
     sqlite3_stmt *st = begin(s, ST_REQUEUE);
     sqlite3_bind_int64(st, 1, deadline_before);
@@ -451,7 +457,8 @@ static int requeue(store *s, int64_t deadline_before, int64_t now, int max_attem
     return rc;
 }
 
-int store_requeue_expired(store *s, int64_t now, int max_attempts, int *n_requeued, int *n_failed, au_err *err) {
+int store_requeue_expired(store *s, int64_t now, int max_attempts, int *n_requeued, int *n_failed,
+                          au_err *err) {
     return requeue(s, now, now, max_attempts, n_requeued, n_failed, err);
 }
 

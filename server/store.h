@@ -53,19 +53,21 @@ int store_delete(store *s, const char *id, api_video *deleted, au_err *err);
 int store_claim(store *s, const char *owner, int64_t now, int lease_seconds, api_video *out, au_err *err);
 /* Record progress (0..100) and extend the lease. AU_ENOTFOUND when the job is no longer
  * this owner's in-progress job (deleted, or its lease expired and it was taken back). */
-int store_heartbeat(store *s, const char *id, const char *owner, int progress, int64_t lease_deadline, au_err *err);
+int store_heartbeat(store *s, const char *id, const char *owner, int progress, int64_t lease_deadline,
+                    au_err *err);
 /* in_progress -> completed (progress 100). expires_at 0 = never. AU_ENOTFOUND as above. */
 int store_complete(store *s, const char *id, const char *owner, int64_t now, int64_t expires_at, au_err *err);
 /* End an attempt with an error. A retryable error with attempts left requeues the job
  * (*requeued = 1); otherwise it becomes failed with code and message (the message notes the
  * attempts when they ran out). AU_ENOTFOUND as above. */
-int store_fail(store *s, const char *id, const char *owner, int64_t now, const char *code, const char *message,
-               int retryable, int max_attempts, int *requeued, au_err *err);
+int store_fail(store *s, const char *id, const char *owner, int64_t now, const char *code,
+               const char *message, int retryable, int max_attempts, int *requeued, au_err *err);
 /* Give a claimed job back to the queue without counting the attempt (shutdown). */
 int store_release(store *s, const char *id, const char *owner, au_err *err);
 /* Jobs in progress whose lease ended before `now`: back to queued, or failed when they
  * have used max_attempts. Counts may be NULL. */
-int store_requeue_expired(store *s, int64_t now, int max_attempts, int *n_requeued, int *n_failed, au_err *err);
+int store_requeue_expired(store *s, int64_t now, int max_attempts, int *n_requeued, int *n_failed,
+                          au_err *err);
 /* At start-up, with the data directory locked to this process: every in-progress job
  * belongs to a process that is gone, so all of them are treated as expired. */
 int store_recover(store *s, int64_t now, int max_attempts, int *n_requeued, int *n_failed, au_err *err);

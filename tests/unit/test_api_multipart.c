@@ -12,12 +12,12 @@
 #include "api/video.h"
 
 static int failures;
-#define CHECK(cond)                                                                                                \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                               \
-            failures++;                                                                                            \
-        }                                                                                                          \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
 static const char *field(json_t *o, const char *name) {
@@ -30,7 +30,8 @@ static int parse(const char *ct, const char *body, size_t len, json_t **out, api
 
 static void test_boundary(void) {
     char b[80];
-    CHECK(api_multipart_boundary("multipart/form-data; boundary=abc123", b, sizeof b) == 0 && strcmp(b, "abc123") == 0);
+    CHECK(api_multipart_boundary("multipart/form-data; boundary=abc123", b, sizeof b) == 0 &&
+          strcmp(b, "abc123") == 0);
     CHECK(api_multipart_boundary("Multipart/Form-Data;boundary=\"a b;c\"", b, sizeof b) == 0 &&
           strcmp(b, "a b;c") == 0);
     CHECK(api_multipart_boundary("multipart/form-data; charset=utf-8; BOUNDARY=x", b, sizeof b) == 0 &&
@@ -82,15 +83,16 @@ static void test_sdk_body(void) {
 }
 
 static void test_preamble_file_and_empty(void) {
-    static const char body[] = "preamble to ignore\r\n"
-                               "--XyZ\r\n"
-                               "content-disposition: form-data; name=\"input_reference\"; filename=\"cat.png\"\r\n"
-                               "Content-Type: image/png\r\n\r\n"
-                               "\x89PNG\r\n\x1a\n\0\0\0binary"
-                               "\r\n--XyZ\r\n"
-                               "Content-Disposition: form-data; name=prompt\r\n\r\n"
-                               "x"
-                               "\r\n--XyZ--";
+    static const char body[] =
+        "preamble to ignore\r\n"
+        "--XyZ\r\n"
+        "content-disposition: form-data; name=\"input_reference\"; filename=\"cat.png\"\r\n"
+        "Content-Type: image/png\r\n\r\n"
+        "\x89PNG\r\n\x1a\n\0\0\0binary"
+        "\r\n--XyZ\r\n"
+        "Content-Disposition: form-data; name=prompt\r\n\r\n"
+        "x"
+        "\r\n--XyZ--";
     json_t *o;
     api_error e;
     CHECK(parse("multipart/form-data; boundary=XyZ", body, sizeof body - 1, &o, &e) == 0);
@@ -131,21 +133,26 @@ static void test_malformed(void) {
     expect_400("no header end", ct, BODY("--b\r\nContent-Disposition: form-data; name=\"a\""), "");
     expect_400("no disposition", ct, BODY("--b\r\nContent-Type: text/plain\r\n\r\nv\r\n--b--"), "");
     expect_400("no name", ct, BODY("--b\r\nContent-Disposition: form-data\r\n\r\nv\r\n--b--"), "");
-    expect_400("empty name", ct, BODY("--b\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nv\r\n--b--"), "");
-    expect_400("unterminated quote", ct, BODY("--b\r\nContent-Disposition: form-data; name=\"abc\r\n\r\nv\r\n--b--"),
+    expect_400("empty name", ct, BODY("--b\r\nContent-Disposition: form-data; name=\"\"\r\n\r\nv\r\n--b--"),
                "");
-    expect_400("not form-data", ct, BODY("--b\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nv\r\n--b--"), "");
+    expect_400("unterminated quote", ct,
+               BODY("--b\r\nContent-Disposition: form-data; name=\"abc\r\n\r\nv\r\n--b--"), "");
+    expect_400("not form-data", ct,
+               BODY("--b\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nv\r\n--b--"), "");
     expect_400("garbage after delimiter", ct, BODY("--bXX\r\n"), "");
     expect_400("duplicate", ct,
                BODY("--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n"
                     "--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n2\r\n--b--"),
                "a");
-    expect_400("NUL byte", ct, BODY("--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\0y\r\n--b--"), "a");
-    expect_400("bad UTF-8", ct, BODY("--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\xff\xfe\r\n--b--"), "a");
+    expect_400("NUL byte", ct, BODY("--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx\0y\r\n--b--"),
+               "a");
+    expect_400("bad UTF-8", ct,
+               BODY("--b\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n\xff\xfe\r\n--b--"), "a");
     char big[80 * 70];
     size_t n = 0;
     for (int i = 0; i < 65; i++)
-        n += snprintf(big + n, sizeof big - n, "--b\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv\r\n", i);
+        n += snprintf(big + n, sizeof big - n,
+                      "--b\r\nContent-Disposition: form-data; name=\"f%d\"\r\n\r\nv\r\n", i);
     n += snprintf(big + n, sizeof big - n, "--b--");
     expect_400("too many parts", ct, big, n, "");
     /* every prefix of a valid body is rejected cleanly, never read past its end */

@@ -12,12 +12,12 @@
 #include "api/video.h"
 
 static int failures;
-#define CHECK(cond)                                                                                                \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                               \
-            failures++;                                                                                            \
-        }                                                                                                          \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
 static au_model_info model(void) {
@@ -86,24 +86,32 @@ static void test_every_field_good(void) {
     api_request r;
     api_error e;
     /* JSON numbers */
-    CHECK(create("{\"prompt\":\"a cat\",\"model\":\"wan2.1-t2v-tiny\",\"size\":\"64x32\",\"negative_prompt\":\"blur\","
-                 "\"seed\":9007199254740993,\"steps\":7,\"guidance_scale\":4.5,\"shift\":3,\"sampler\":\"euler\","
-                 "\"fps\":8,\"frames\":9}",
-                 &mi, &r, &e) == 0);
+    CHECK(
+        create(
+            "{\"prompt\":\"a "
+            "cat\",\"model\":\"wan2.1-t2v-tiny\",\"size\":\"64x32\",\"negative_prompt\":\"blur\","
+            "\"seed\":9007199254740993,\"steps\":7,\"guidance_scale\":4.5,\"shift\":3,\"sampler\":\"euler\","
+            "\"fps\":8,\"frames\":9}",
+            &mi, &r, &e) == 0);
     CHECK(r.params.width == 64 && r.params.height == 32 && r.params.frames == 9 && r.params.steps == 7);
-    CHECK(r.params.guidance_scale == 4.5f && r.params.shift == 3.0f && strcmp(r.params.sampler, "euler") == 0);
+    CHECK(r.params.guidance_scale == 4.5f && r.params.shift == 3.0f &&
+          strcmp(r.params.sampler, "euler") == 0);
     CHECK(r.params.seed == 9007199254740993LL && r.fps == 8 && strcmp(r.params.negative_prompt, "blur") == 0);
     api_request_free(&r);
     /* strings, as multipart and the OpenAI SDK send them */
-    CHECK(create("{\"prompt\":\"a cat\",\"seconds\":\"2\",\"size\":\"832x480\",\"seed\":\"12\",\"steps\":\"3\","
-                 "\"guidance_scale\":\"1.5\",\"shift\":\"8\",\"fps\":\"16\",\"sampler\":\"unipc\",\"negative_prompt\":\"\"}",
-                 &mi, &r, &e) == 0);
+    CHECK(
+        create("{\"prompt\":\"a cat\",\"seconds\":\"2\",\"size\":\"832x480\",\"seed\":\"12\",\"steps\":\"3\","
+               "\"guidance_scale\":\"1.5\",\"shift\":\"8\",\"fps\":\"16\",\"sampler\":\"unipc\",\"negative_"
+               "prompt\":\"\"}",
+               &mi, &r, &e) == 0);
     CHECK(r.params.frames == 33 && strcmp(r.seconds, "2") == 0); /* 2 s x 16 fps = 32 -> 33 */
-    CHECK(r.params.seed == 12 && r.params.steps == 3 && r.params.guidance_scale == 1.5f && r.params.shift == 8.0f);
+    CHECK(r.params.seed == 12 && r.params.steps == 3 && r.params.guidance_scale == 1.5f &&
+          r.params.shift == 8.0f);
     CHECK(strcmp(r.params.negative_prompt, "") == 0); /* "" = no negative prompt, not the default */
     api_request_free(&r);
     /* numbers for seconds; null means absent; integral reals are integers */
-    CHECK(create("{\"prompt\":\"x\",\"seconds\":4,\"steps\":5.0,\"seed\":null,\"model\":null}", &mi, &r, &e) == 0);
+    CHECK(create("{\"prompt\":\"x\",\"seconds\":4,\"steps\":5.0,\"seed\":null,\"model\":null}", &mi, &r,
+                 &e) == 0);
     CHECK(r.params.frames == 65 && strcmp(r.seconds, "4") == 0 && r.params.steps == 5 && r.params.seed == -1);
     api_request_free(&r);
     /* frames wins over seconds */
@@ -111,10 +119,12 @@ static void test_every_field_good(void) {
     CHECK(r.params.frames == 5);
     api_request_free(&r);
     /* limits are inclusive; the prompt limit counts characters, not bytes */
-    CHECK(create("{\"prompt\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
-                 "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\",\"frames\":81,"
-                 "\"steps\":100,\"size\":\"1280x1280\",\"guidance_scale\":0,\"seed\":0}",
-                 &mi, &r, &e) == 0);
+    CHECK(create(
+              "{\"prompt\":\"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+              "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\",\"frames\":"
+              "81,"
+              "\"steps\":100,\"size\":\"1280x1280\",\"guidance_scale\":0,\"seed\":0}",
+              &mi, &r, &e) == 0);
     api_request_free(&r);
 }
 
@@ -122,17 +132,19 @@ static void test_seconds_rounding(void) {
     static const struct {
         const char *seconds;
         int fps, frames;
-    } cases[] = {{"1", 16, 17}, {"0.1", 16, 1}, {"5", 16, 81}, {"5.0625", 16, 81}, {"3", 10, 29}, {"1", 24, 25}};
+    } cases[] = {{"1", 16, 17},      {"0.1", 16, 1}, {"5", 16, 81},
+                 {"5.0625", 16, 81}, {"3", 10, 29},  {"1", 24, 25}};
     au_model_info mi = model();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char json[128];
         api_request r;
         api_error e;
-        snprintf(json, sizeof json, "{\"prompt\":\"x\",\"seconds\":\"%s\",\"fps\":%d}", cases[i].seconds, cases[i].fps);
+        snprintf(json, sizeof json, "{\"prompt\":\"x\",\"seconds\":\"%s\",\"fps\":%d}", cases[i].seconds,
+                 cases[i].fps);
         int rc = create(json, &mi, &r, &e);
         if (rc != 0 || r.params.frames != cases[i].frames) {
-            fprintf(stderr, "seconds %s at %d fps: rc %d frames %d, expected %d\n", cases[i].seconds, cases[i].fps, rc,
-                    r.params.frames, cases[i].frames);
+            fprintf(stderr, "seconds %s at %d fps: rc %d frames %d, expected %d\n", cases[i].seconds,
+                    cases[i].fps, rc, r.params.frames, cases[i].frames);
             failures++;
         }
         api_request_free(&r);
@@ -151,7 +163,8 @@ static void test_every_field_bad(void) {
     bad("{\"prompt\":\"x\",\"model\":\"sora-2\"}", 400, "model");
     bad("{\"prompt\":\"x\",\"model\":1}", 400, "model");
     bad("{\"prompt\":\"x\",\"negative_prompt\":[]}", 400, "negative_prompt");
-    bad("{\"prompt\":\"x\",\"negative_prompt\":\"this one is also longer than twenty\"}", 400, "negative_prompt");
+    bad("{\"prompt\":\"x\",\"negative_prompt\":\"this one is also longer than twenty\"}", 400,
+        "negative_prompt");
     bad("{\"prompt\":\"x\",\"size\":\"832\"}", 400, "size");
     bad("{\"prompt\":\"x\",\"size\":\"832x\"}", 400, "size");
     bad("{\"prompt\":\"x\",\"size\":\"x480\"}", 400, "size");
@@ -159,8 +172,8 @@ static void test_every_field_bad(void) {
     bad("{\"prompt\":\"x\",\"size\":\"832x480 \"}", 400, "size");
     bad("{\"prompt\":\"x\",\"size\":\"-16x16\"}", 400, "size");
     bad("{\"prompt\":\"x\",\"size\":\"0x16\"}", 400, "size");
-    bad("{\"prompt\":\"x\",\"size\":\"830x480\"}", 400, "size");   /* not a multiple of 16 */
-    bad("{\"prompt\":\"x\",\"size\":\"1296x480\"}", 400, "size");  /* over max_width */
+    bad("{\"prompt\":\"x\",\"size\":\"830x480\"}", 400, "size");  /* not a multiple of 16 */
+    bad("{\"prompt\":\"x\",\"size\":\"1296x480\"}", 400, "size"); /* over max_width */
     bad("{\"prompt\":\"x\",\"size\":832}", 400, "size");
     bad("{\"prompt\":\"x\",\"seconds\":\"four\"}", 400, "seconds");
     bad("{\"prompt\":\"x\",\"seconds\":\"4s\"}", 400, "seconds");
@@ -201,7 +214,8 @@ static void test_every_field_bad(void) {
     api_error e;
     CHECK(create("{\"prompt\":\"x\",\"size\":\"480x832\"}", &mi, &r, &e) == 0);
     api_request_free(&r);
-    CHECK(create("{\"prompt\":\"x\",\"size\":\"480x480\"}", &mi, &r, &e) == 400 && strcmp(e.param, "size") == 0);
+    CHECK(create("{\"prompt\":\"x\",\"size\":\"480x480\"}", &mi, &r, &e) == 400 &&
+          strcmp(e.param, "size") == 0);
     api_request_free(&r);
 }
 
@@ -237,8 +251,8 @@ static void test_remix(void) {
     au_gen_params resolved = r.params;
     api_video out;
     au_err err;
-    CHECK(api_video_from_request(&r, &resolved, mi.name, "video_ffffffffffffffffffffffffffffffff", 1700000100, &out,
-                                 &err) == 0);
+    CHECK(api_video_from_request(&r, &resolved, mi.name, "video_ffffffffffffffffffffffffffffffff", 1700000100,
+                                 &out, &err) == 0);
     CHECK(strcmp(out.remixed_from, src.id) == 0 && out.seed == 123 && out.status == API_QUEUED);
     CHECK(strcmp(out.prompt, "a dog instead") == 0 && strcmp(out.negative_prompt, "grainy") == 0);
     api_video_clear(&out);
@@ -265,8 +279,10 @@ static void test_from_request_seconds(void) {
     au_gen_params resolved = r.params;
     resolved.width = 832, resolved.height = 480, resolved.steps = 50, resolved.seed = 77;
     resolved.guidance_scale = 5, resolved.shift = 5, resolved.sampler = "unipc";
-    CHECK(api_video_from_request(&r, &resolved, mi.name, "video_00000000000000000000000000000001", 5, &out, &err) == 0);
-    CHECK(strcmp(out.seconds, "5.0625") == 0 && out.negative_prompt == NULL && out.fps == 16 && out.seed == 77);
+    CHECK(api_video_from_request(&r, &resolved, mi.name, "video_00000000000000000000000000000001", 5, &out,
+                                 &err) == 0);
+    CHECK(strcmp(out.seconds, "5.0625") == 0 && out.negative_prompt == NULL && out.fps == 16 &&
+          out.seed == 77);
     api_video_clear(&out);
     api_request_free(&r);
 }
@@ -285,10 +301,13 @@ static void test_render(void) {
     CHECK(strcmp(json_string_value(json_object_get(o, "seconds")), "4") == 0);
     CHECK(strcmp(json_string_value(json_object_get(o, "prompt")), "a \"quoted\" cat") == 0);
     CHECK(json_is_null(json_object_get(o, "completed_at")) && json_is_null(json_object_get(o, "expires_at")));
-    CHECK(json_is_null(json_object_get(o, "error")) && json_is_null(json_object_get(o, "remixed_from_video_id")));
+    CHECK(json_is_null(json_object_get(o, "error")) &&
+          json_is_null(json_object_get(o, "remixed_from_video_id")));
     CHECK(json_is_null(json_object_get(o, "negative_prompt")));
-    CHECK(json_integer_value(json_object_get(o, "seed")) == 123 && json_integer_value(json_object_get(o, "frames")) == 65);
-    CHECK(json_integer_value(json_object_get(o, "fps")) == 16 && json_integer_value(json_object_get(o, "steps")) == 50);
+    CHECK(json_integer_value(json_object_get(o, "seed")) == 123 &&
+          json_integer_value(json_object_get(o, "frames")) == 65);
+    CHECK(json_integer_value(json_object_get(o, "fps")) == 16 &&
+          json_integer_value(json_object_get(o, "steps")) == 50);
     CHECK(strcmp(json_string_value(json_object_get(o, "sampler")), "unipc") == 0);
     CHECK(strstr(s, "\"guidance_scale\":5.1,") != NULL); /* float32 printed as given */
     json_decref(o);
@@ -326,11 +345,13 @@ static void test_render(void) {
     json_decref(o);
     free(s);
     s = api_list_render(NULL, 0, 0);
-    CHECK(strcmp(s, "{\"object\":\"list\",\"data\":[],\"first_id\":null,\"last_id\":null,\"has_more\":false}") == 0);
+    CHECK(strcmp(s,
+                 "{\"object\":\"list\",\"data\":[],\"first_id\":null,\"last_id\":null,\"has_more\":false}") ==
+          0);
     free(s);
     s = api_deleted_render(v.id);
-    CHECK(strcmp(s, "{\"id\":\"video_0123456789abcdef0123456789abcdef\",\"object\":\"video.deleted\",\"deleted\":true}") ==
-          0);
+    CHECK(strcmp(s, "{\"id\":\"video_0123456789abcdef0123456789abcdef\",\"object\":\"video.deleted\","
+                    "\"deleted\":true}") == 0);
     free(s);
     au_model_info mi = model();
     s = api_models_render(&mi, 42);
@@ -363,8 +384,8 @@ static void test_errors(void) {
     au_err err;
     static const struct {
         int code, http;
-    } map[] = {{AU_EINVAL, 400},      {AU_EFORMAT, 400}, {AU_ENOTFOUND, 404}, {AU_ECONFLICT, 409},
-               {AU_EUNSUPPORTED, 422}, {AU_EBUSY, 429},   {AU_EIO, 500},      {AU_EINTERNAL, 500}};
+    } map[] = {{AU_EINVAL, 400},       {AU_EFORMAT, 400}, {AU_ENOTFOUND, 404}, {AU_ECONFLICT, 409},
+               {AU_EUNSUPPORTED, 422}, {AU_EBUSY, 429},   {AU_EIO, 500},       {AU_EINTERNAL, 500}};
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         au_errf(&err, map[i].code, "thing: went wrong");
         CHECK(api_error_from_status(&e, &err, NULL) == map[i].http && e.http_status == map[i].http);
@@ -385,7 +406,10 @@ static void test_errors(void) {
     free(s);
     api_errorf(&e, 500, NULL, NULL, "boom");
     s = api_error_body(&e);
-    CHECK(strcmp(s, "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\",\"param\":null,\"code\":null}}") == 0);
+    CHECK(
+        strcmp(s,
+               "{\"error\":{\"message\":\"boom\",\"type\":\"server_error\",\"param\":null,\"code\":null}}") ==
+        0);
     free(s);
     api_errorf(&e, 401, "invalid_api_key", NULL, "x");
     CHECK(strcmp(e.type, "authentication_error") == 0);

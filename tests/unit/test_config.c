@@ -10,15 +10,18 @@
 #include "server/config.h"
 
 static int failures;
-#define CHECK(cond)                                                                                                \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                               \
-            failures++;                                                                                            \
-        }                                                                                                          \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
-#define ARGV(...) (char *[]){__VA_ARGS__, NULL}
+#define ARGV(...)                                                                                            \
+    (char *[]) {                                                                                             \
+        __VA_ARGS__, NULL                                                                                    \
+    }
 #define ARGC(...) ((int)(sizeof((char *[]){__VA_ARGS__}) / sizeof(char *)))
 #define SERVE(c, err, ...) config_serve(c, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err)
 #define GENERATE(c, err, ...) config_generate(c, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), err)
@@ -31,9 +34,9 @@ static void test_serve(void) {
     CHECK(c.model_dir[0] != '\0' && c.n_api_keys == 0 && c.max_queue == 100 && c.device == AU_DEVICE_AUTO);
     CHECK(c.max_body_bytes == 1 << 20 && c.lease_seconds == 60 && c.retention_hours == 0);
 
-    CHECK(SERVE(&c, &err, "serve", "--host", "0.0.0.0", "--port=9090", "--data-dir", "/tmp/x", "--model", "/m",
-                "--api-key", "k1", "--api-key=k2", "--max-queue", "3", "--device", "cpu", "--threads", "2",
-                "--retention-hours", "0.5", "--max-body", "4096") == CFG_RUN);
+    CHECK(SERVE(&c, &err, "serve", "--host", "0.0.0.0", "--port=9090", "--data-dir", "/tmp/x", "--model",
+                "/m", "--api-key", "k1", "--api-key=k2", "--max-queue", "3", "--device", "cpu", "--threads",
+                "2", "--retention-hours", "0.5", "--max-body", "4096") == CFG_RUN);
     CHECK(strcmp(c.host, "0.0.0.0") == 0 && c.port == 9090 && strcmp(c.data_dir, "/tmp/x") == 0);
     CHECK(strcmp(c.model_dir, "/m") == 0 && c.n_api_keys == 2 && strcmp(c.api_keys[1], "k2") == 0);
     CHECK(c.max_queue == 3 && c.device == AU_DEVICE_CPU && c.threads == 2 && c.retention_hours == 0.5);
@@ -44,7 +47,8 @@ static void test_serve(void) {
     setenv("AUTEUR_API_KEYS", "a,b,c", 1);
     setenv("AUTEUR_DATA_DIR", "/data", 1);
     CHECK(SERVE(&c, &err, "serve") == CFG_RUN);
-    CHECK(c.port == 7000 && c.n_api_keys == 3 && strcmp(c.api_keys[2], "c") == 0 && strcmp(c.data_dir, "/data") == 0);
+    CHECK(c.port == 7000 && c.n_api_keys == 3 && strcmp(c.api_keys[2], "c") == 0 &&
+          strcmp(c.data_dir, "/data") == 0);
     CHECK(SERVE(&c, &err, "serve", "--port", "7001", "--api-key", "only") == CFG_RUN);
     CHECK(c.port == 7001 && c.n_api_keys == 1 && strcmp(c.api_keys[0], "only") == 0);
     setenv("AUTEUR_PORT", "seventy", 1);
@@ -57,7 +61,8 @@ static void test_serve(void) {
     unsetenv("AUTEUR_DATA_DIR");
 
     /* usage errors name the flag */
-    CHECK(SERVE(&c, &err, "serve", "--prot", "1") == CFG_USAGE && strstr(err.msg, "unknown option --prot") != NULL);
+    CHECK(SERVE(&c, &err, "serve", "--prot", "1") == CFG_USAGE &&
+          strstr(err.msg, "unknown option --prot") != NULL);
     CHECK(SERVE(&c, &err, "serve", "--port") == CFG_USAGE && strstr(err.msg, "--port needs a value") != NULL);
     CHECK(SERVE(&c, &err, "serve", "--port", "65536") == CFG_USAGE && strstr(err.msg, "--port") != NULL);
     CHECK(SERVE(&c, &err, "serve", "--port", "80x") == CFG_USAGE);
@@ -94,9 +99,9 @@ static void test_generate(void) {
     CHECK(strcmp(g.prompt, "a cat") == 0 && strcmp(g.output, "video.mp4") == 0 && g.seed == -1);
     CHECK(g.frames == 0 && g.steps == 0 && g.guidance_scale < 0 && g.shift < 0 && g.seconds < 0);
     CHECK(!g.has_negative_prompt && g.size[0] == '\0');
-    CHECK(GENERATE(&g, &err, "generate", "--prompt", "x", "--negative-prompt", "", "--size", "64x32", "--frames",
-                               "9", "--fps", "8", "--steps", "3", "--guidance-scale", "4.5", "--seed",
-                               "9223372036854775807", "-o", "out.mp4") == CFG_RUN);
+    CHECK(GENERATE(&g, &err, "generate", "--prompt", "x", "--negative-prompt", "", "--size", "64x32",
+                   "--frames", "9", "--fps", "8", "--steps", "3", "--guidance-scale", "4.5", "--seed",
+                   "9223372036854775807", "-o", "out.mp4") == CFG_RUN);
     CHECK(g.has_negative_prompt && g.negative_prompt[0] == '\0' && strcmp(g.size, "64x32") == 0);
     CHECK(g.frames == 9 && g.fps == 8 && g.steps == 3 && g.guidance_scale == 4.5);
     CHECK(g.seed == 9223372036854775807LL && strcmp(g.output, "out.mp4") == 0);
@@ -113,7 +118,8 @@ static void test_health_migrate(void) {
     au_err err;
     CHECK(config_health(&h, 1, ARGV("health"), &err) == CFG_RUN && h.port == 8080);
     CHECK(config_health(&h, 3, ARGV("health", "--port", "0"), &err) == CFG_USAGE);
-    CHECK(config_migrate(&d, 3, ARGV("migrate", "--data-dir", "/d"), &err) == CFG_RUN && strcmp(d.data_dir, "/d") == 0);
+    CHECK(config_migrate(&d, 3, ARGV("migrate", "--data-dir", "/d"), &err) == CFG_RUN &&
+          strcmp(d.data_dir, "/d") == 0);
     CHECK(config_migrate(&d, 3, ARGV("migrate", "--model", "/m"), &err) == CFG_USAGE);
 }
 

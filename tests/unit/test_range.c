@@ -25,9 +25,9 @@ int main(void) {
     expect("bytes=0-499", 1000, RANGE_OK, 0, 499);
     expect("bytes=500-999", 1000, RANGE_OK, 500, 999);
     expect("bytes=500-", 1000, RANGE_OK, 500, 999);
-    expect("bytes=900-5000", 1000, RANGE_OK, 900, 999);           /* last clamped */
-    expect("bytes=-100", 1000, RANGE_OK, 900, 999);               /* suffix */
-    expect("bytes=-5000", 1000, RANGE_OK, 0, 999);                /* suffix longer than the file */
+    expect("bytes=900-5000", 1000, RANGE_OK, 900, 999); /* last clamped */
+    expect("bytes=-100", 1000, RANGE_OK, 900, 999);     /* suffix */
+    expect("bytes=-5000", 1000, RANGE_OK, 0, 999);      /* suffix longer than the file */
     expect("bytes=999-999", 1000, RANGE_OK, 999, 999);
     expect("Bytes = 10-20 ", 1000, RANGE_OK, 10, 20);
     expect("bytes=0-99999999999999999999999", 1000, RANGE_OK, 0, 999); /* overflowing last */

@@ -11,12 +11,12 @@
 #include "server/metrics.h"
 
 static int failures;
-#define CHECK(cond)                                                                                                \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                               \
-            failures++;                                                                                            \
-        }                                                                                                          \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
 static int has_line(const char *text, const char *line) {
@@ -46,7 +46,7 @@ int main(void) {
         pthread_create(&t[i], NULL, hammer, m);
     for (int i = 0; i < 4; i++)
         pthread_join(t[i], NULL);
-    metrics_observe_generation(m, 1.5, 10, 1.0);  /* 10 steps/s */
+    metrics_observe_generation(m, 1.5, 10, 1.0);   /* 10 steps/s */
     metrics_observe_generation(m, 45.0, 20, 40.0); /* 0.5 steps/s */
     metrics_count_job(m, "completed");
     metrics_count_job(m, "completed");
@@ -56,11 +56,14 @@ int main(void) {
     CHECK(s != NULL);
     CHECK(has_line(s, "auteur_http_requests_total{route=\"/v1/videos\",method=\"POST\",status=\"200\"} 2"));
     CHECK(has_line(s, "auteur_http_requests_total{route=\"/v1/videos\",method=\"POST\",status=\"429\"} 1"));
-    CHECK(has_line(s, "auteur_http_requests_total{route=\"/v1/videos/{id}\",method=\"GET\",status=\"200\"} 40000"));
+    CHECK(has_line(
+        s, "auteur_http_requests_total{route=\"/v1/videos/{id}\",method=\"GET\",status=\"200\"} 40000"));
     CHECK(has_line(s, "# TYPE auteur_http_requests_total counter"));
     CHECK(has_line(s, "auteur_queue_depth 3"));
-    CHECK(has_line(s, "auteur_jobs{state=\"queued\"} 3") && has_line(s, "auteur_jobs{state=\"in_progress\"} 1"));
-    CHECK(has_line(s, "auteur_jobs{state=\"completed\"} 2") && has_line(s, "auteur_jobs{state=\"failed\"} 5"));
+    CHECK(has_line(s, "auteur_jobs{state=\"queued\"} 3") &&
+          has_line(s, "auteur_jobs{state=\"in_progress\"} 1"));
+    CHECK(has_line(s, "auteur_jobs{state=\"completed\"} 2") &&
+          has_line(s, "auteur_jobs{state=\"failed\"} 5"));
     CHECK(has_line(s, "# TYPE auteur_generation_seconds histogram"));
     CHECK(has_line(s, "auteur_generation_seconds_bucket{le=\"1\"} 0"));
     CHECK(has_line(s, "auteur_generation_seconds_bucket{le=\"2\"} 1"));

@@ -12,22 +12,23 @@
 #include "server/store.h"
 
 static int failures;
-#define CHECK(cond)                                                                                                \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                               \
-            failures++;                                                                                            \
-        }                                                                                                          \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
-#define CHECK_OK(call)                                                                                             \
-    do {                                                                                                           \
-        au_err e_;                                                                                                 \
-        au_err_clear(&e_);                                                                                         \
-        int rc_ = (call);                                                                                          \
-        if (rc_ < 0) {                                                                                             \
-            fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call, au_status_name(rc_), e_.msg);      \
-            failures++;                                                                                            \
-        }                                                                                                          \
+#define CHECK_OK(call)                                                                                       \
+    do {                                                                                                     \
+        au_err e_;                                                                                           \
+        au_err_clear(&e_);                                                                                   \
+        int rc_ = (call);                                                                                    \
+        if (rc_ < 0) {                                                                                       \
+            fprintf(stderr, "%s:%d: %s -> %s: %s\n", __FILE__, __LINE__, #call, au_status_name(rc_),         \
+                    e_.msg);                                                                                 \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
 static void make_video(api_video *v, const char *prompt, int64_t created) {
@@ -101,7 +102,8 @@ static void test_lifecycle(store *s) {
     CHECK(store_complete(s, a.id, "owner-1", 1100, 0, &err) == AU_ENOTFOUND); /* only forward */
     CHECK(store_heartbeat(s, a.id, "owner-1", 10, 1200, &err) == AU_ENOTFOUND);
     CHECK_OK(store_get(s, a.id, &got, &e_));
-    CHECK(got.status == API_COMPLETED && got.progress == 100 && got.completed_at == 1100 && got.expires_at == 0);
+    CHECK(got.status == API_COMPLETED && got.progress == 100 && got.completed_at == 1100 &&
+          got.expires_at == 0);
     api_video_clear(&got);
     CHECK_OK(store_insert(s, &c, 2, &e_));
 
@@ -115,8 +117,8 @@ static void test_lifecycle(store *s) {
         api_video_clear(&job);
         CHECK(store_claim(s, "owner-1", 2000, 30, &job, &err) == 1);
         CHECK(strcmp(job.id, b.id) == 0 && job.attempts == attempt);
-        CHECK_OK(store_fail(s, b.id, "owner-1", 2001, "backend_error", "the GPU fell over", 1, STORE_MAX_ATTEMPTS,
-                            &requeued, &e_));
+        CHECK_OK(store_fail(s, b.id, "owner-1", 2001, "backend_error", "the GPU fell over", 1,
+                            STORE_MAX_ATTEMPTS, &requeued, &e_));
         CHECK(requeued == (attempt < STORE_MAX_ATTEMPTS));
         CHECK_OK(store_get(s, b.id, &got, &e_));
         CHECK(got.status == (attempt < STORE_MAX_ATTEMPTS ? API_QUEUED : API_FAILED));
@@ -124,7 +126,8 @@ static void test_lifecycle(store *s) {
     }
     CHECK_OK(store_get(s, b.id, &got, &e_));
     CHECK(strcmp(got.error_code, "backend_error") == 0);
-    CHECK(strstr(got.error_message, "the GPU fell over") && strstr(got.error_message, "gave up after 3 attempts"));
+    CHECK(strstr(got.error_message, "the GPU fell over") &&
+          strstr(got.error_message, "gave up after 3 attempts"));
     CHECK(got.completed_at == 2001);
     api_video_clear(&got);
 
@@ -132,8 +135,8 @@ static void test_lifecycle(store *s) {
     api_video_clear(&job);
     CHECK(store_claim(s, "owner-1", 3000, 30, &job, &err) == 1);
     CHECK(strcmp(job.id, c.id) == 0);
-    CHECK_OK(store_fail(s, c.id, "owner-1", 3001, "invalid_argument", "frames: bad", 0, STORE_MAX_ATTEMPTS, &requeued,
-                        &e_));
+    CHECK_OK(store_fail(s, c.id, "owner-1", 3001, "invalid_argument", "frames: bad", 0, STORE_MAX_ATTEMPTS,
+                        &requeued, &e_));
     CHECK(requeued == 0);
     CHECK_OK(store_get(s, c.id, &got, &e_));
     CHECK(got.status == API_FAILED && strcmp(got.error_message, "frames: bad") == 0);
@@ -251,7 +254,8 @@ static void test_list_and_expiry(store *s) {
     CHECK_OK(store_list(s, ids[1], 2, 1, page, &n, &more, &e_));
     CHECK(n == 1 && more == 0 && strcmp(page[0].id, ids[0]) == 0);
     api_video_clear(&page[0]);
-    CHECK(store_list(s, "video_ffffffffffffffffffffffffffffffff", 2, 0, page, &n, &more, &err) == AU_ENOTFOUND);
+    CHECK(store_list(s, "video_ffffffffffffffffffffffffffffffff", 2, 0, page, &n, &more, &err) ==
+          AU_ENOTFOUND);
 
     /* expiry: only finished videos whose time has come */
     api_video job;

@@ -12,12 +12,12 @@
 #include "server/store.h"
 
 static int failures;
-#define CHECK(cond)                                                                                                \
-    do {                                                                                                           \
-        if (!(cond)) {                                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                               \
-            failures++;                                                                                            \
-        }                                                                                                          \
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            failures++;                                                                                      \
+        }                                                                                                    \
     } while (0)
 
 static char dir[] = "/tmp/au_test_migrate_XXXXXX";
@@ -60,16 +60,20 @@ static void test_empty(void) {
     /* the schema the store relies on */
     CHECK(query_int(db, "SELECT count(*) FROM pragma_table_info('videos') WHERE name IN ('id', 'status', "
                         "'lease_owner', 'lease_deadline', 'attempts', 'expires_at', 'seed')") == 7);
-    CHECK(query_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'videos_status_seq'") == 1);
+    CHECK(query_int(
+              db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'videos_status_seq'") ==
+          1);
     /* a second run applies nothing */
     CHECK(migrate_apply(db, &from, &to, &err) == 0);
     CHECK(from == to && to == migrate_latest_version());
     /* states are constrained by the schema */
-    CHECK(sqlite3_exec(db,
-                       "INSERT INTO videos (id, created_at, status, model, prompt, seconds, width, height, frames, fps, "
-                       "steps, guidance_scale, shift, sampler, seed) VALUES ('x', 1, 'exploded', 'm', 'p', '1', 16, "
-                       "16, 1, 16, 1, 1.0, 1.0, 'unipc', 0)",
-                       NULL, NULL, NULL) == SQLITE_CONSTRAINT);
+    CHECK(
+        sqlite3_exec(
+            db,
+            "INSERT INTO videos (id, created_at, status, model, prompt, seconds, width, height, frames, fps, "
+            "steps, guidance_scale, shift, sampler, seed) VALUES ('x', 1, 'exploded', 'm', 'p', '1', 16, "
+            "16, 1, 16, 1, 1.0, 1.0, 'unipc', 0)",
+            NULL, NULL, NULL) == SQLITE_CONSTRAINT);
     sqlite3_close(db);
 }
 
@@ -80,18 +84,22 @@ static void test_old(void) {
     au_err err;
     int from, to;
     CHECK(migrate_apply(db, &from, &to, &err) == 0);
-    CHECK(sqlite3_exec(db,
-                       "INSERT INTO videos (id, created_at, model, prompt, seconds, width, height, frames, fps, steps, "
-                       "guidance_scale, shift, sampler, seed) VALUES ('video_old', 1, 'm', 'kept', '1', 16, 16, 1, "
-                       "16, 1, 1.0, 1.0, 'unipc', 7)",
-                       NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(
+        sqlite3_exec(
+            db,
+            "INSERT INTO videos (id, created_at, model, prompt, seconds, width, height, frames, fps, steps, "
+            "guidance_scale, shift, sampler, seed) VALUES ('video_old', 1, 'm', 'kept', '1', 16, 16, 1, "
+            "16, 1, 1.0, 1.0, 'unipc', 7)",
+            NULL, NULL, NULL) == SQLITE_OK);
     /* a newer binary: the same migrations plus two more */
     au_migration newer[64];
     int n = au_migrations_count;
     memcpy(newer, au_migrations, n * sizeof newer[0]);
-    newer[n++] = (au_migration){latest + 1, "future_a.sql", "ALTER TABLE videos ADD COLUMN note TEXT;\n"
-                                                            "UPDATE videos SET note = 'migrated ' || prompt;"};
-    newer[n++] = (au_migration){latest + 2, "future_b.sql", "CREATE TABLE extra (k TEXT PRIMARY KEY, v TEXT);"};
+    newer[n++] = (au_migration){latest + 1, "future_a.sql",
+                                "ALTER TABLE videos ADD COLUMN note TEXT;\n"
+                                "UPDATE videos SET note = 'migrated ' || prompt;"};
+    newer[n++] =
+        (au_migration){latest + 2, "future_b.sql", "CREATE TABLE extra (k TEXT PRIMARY KEY, v TEXT);"};
     CHECK(migrate_apply_list(db, newer, n, &from, &to, &err) == 0);
     CHECK(from == latest && to == latest + 2);
     CHECK(query_int(db, "PRAGMA user_version") == latest + 2);
@@ -101,7 +109,8 @@ static void test_old(void) {
     CHECK(query_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'extra'") == 1);
 
     /* a failing migration rolls back completely and names itself */
-    newer[n++] = (au_migration){latest + 3, "broken.sql", "CREATE TABLE half (x);\nINSERT INTO missing VALUES (1);"};
+    newer[n++] =
+        (au_migration){latest + 3, "broken.sql", "CREATE TABLE half (x);\nINSERT INTO missing VALUES (1);"};
     CHECK(migrate_apply_list(db, newer, n, &from, &to, &err) == AU_EIO);
     CHECK(strstr(err.msg, "broken.sql") != NULL && strstr(err.msg, "missing") != NULL);
     CHECK(query_int(db, "PRAGMA user_version") == latest + 2);
