@@ -33,7 +33,8 @@ struct dispatcher {
     char owner[128], videos_dir[4096];
     pthread_t thread, keeper;
     pthread_mutex_t mu;
-    pthread_cond_t wake; /* new job, stop, or the running job ended */
+    pthread_cond_t wake;        /* new job, stop, or the running job ended */
+    pthread_cond_t keeper_wake; /* stop, for the lease keeper */
     int stopping;
     int running; /* a job is being generated */
     char current[API_ID_SIZE];
@@ -154,7 +155,7 @@ static void *keeper_main(void *arg) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_sec += d->o.lease_seconds / 3 > 0 ? d->o.lease_seconds / 3 : 1;
-        pthread_cond_timedwait(&d->wake, &d->mu, &ts);
+        pthread_cond_timedwait(&d->keeper_wake, &d->mu, &ts);
         if (d->stopping || !d->running || d->lost)
             continue;
         char id[API_ID_SIZE];
@@ -370,10 +371,8 @@ int dispatch_start(dispatcher **out, const dispatch_opts *opts, au_err *err) {
     if (d->o.max_attempts <= 0)
         d->o.max_attempts = STORE_MAX_ATTEMPTS;
     pthread_mutex_init(&d->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_cond_init(&d->wake, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&d->wake, NULL);
+    pthread_cond_init(&d->keeper_wake, NULL);
     if (pthread_create(&d->thread, NULL, dispatcher_main, d) != 0) {
         free(d);
         return au_errf(err, AU_EIO, "dispatcher: cannot start its thread");
@@ -421,6 +420,7 @@ int dispatch_stop(dispatcher *d, int grace_seconds) {
     pthread_mutex_lock(&d->mu);
     d->stopping = 1;
     pthread_cond_broadcast(&d->wake);
+    pthread_cond_broadcast(&d->keeper_wake);
     if (d->running) {
         log_line("%s: waiting up to %d s for the running job", d->current, grace_seconds);
         wait_idle(d, grace_seconds);
@@ -448,6 +448,7 @@ int dispatch_stop(dispatcher *d, int grace_seconds) {
     pthread_join(d->thread, NULL);
     pthread_join(d->keeper, NULL);
     pthread_cond_destroy(&d->wake);
+    pthread_cond_destroy(&d->keeper_wake);
     pthread_mutex_destroy(&d->mu);
     free(d);
     return 0;

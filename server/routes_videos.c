@@ -198,18 +198,25 @@ int routes_list_videos(http_req *r) {
     au_err err;
     if (list_params(r, &limit, &descending, &after) != 0)
         return MHD_YES;
-    api_video items[LIST_MAX];
-    if (store_list(r->app->st, after, limit, descending, items, &n, &has_more, &err) != 0) {
-        if (err.code == AU_ENOTFOUND) {
-            api_error e;
-            api_errorf(&e, 400, "invalid_value", "after", "%s", err.msg);
-            return http_reply_error(r, &e);
-        }
+    api_video *items = calloc((size_t)limit, sizeof *items);
+    if (!items) {
+        au_errf(&err, AU_ENOMEM, "listing videos: out of memory");
         return reply_status(r, &err, NULL);
     }
-    int ok = http_reply_json(r, 200, api_list_render(items, n, has_more));
+    int ok;
+    if (store_list(r->app->st, after, limit, descending, items, &n, &has_more, &err) != 0) {
+        api_error e;
+        if (err.code == AU_ENOTFOUND)
+            api_errorf(&e, 400, "invalid_value", "after", "%s", err.msg);
+        else
+            api_error_from_status(&e, &err, NULL);
+        ok = http_reply_error(r, &e);
+    } else {
+        ok = http_reply_json(r, 200, api_list_render(items, n, has_more));
+    }
     for (int i = 0; i < n; i++)
         api_video_clear(&items[i]);
+    free(items);
     return ok;
 }
 
