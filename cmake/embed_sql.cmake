@@ -1,5 +1,6 @@
 # Script mode: writes OUT, a C file defining au_migrations[] from the SQL files in SQLS.
 set(body "/* Generated from the SQL files of migrations/ by cmake/embed_sql.cmake. Do not edit. */\n#include \"migrations.h\"\n\nconst au_migration au_migrations[] = {\n")
+string(REPLACE "|" ";" SQLS "${SQLS}")
 set(count 0)
 foreach(f ${SQLS})
   get_filename_component(fname ${f} NAME)
