@@ -36,6 +36,6 @@ USER auteur
 ENV AUTEUR_HOST=0.0.0.0 AUTEUR_PORT=8080 AUTEUR_DATA_DIR=/var/lib/auteur
 VOLUME ["/var/lib/auteur"]
 EXPOSE 8080
-HEALTHCHECK --interval=30s --timeout=5s --start-period=60s CMD curl -fsS http://127.0.0.1:8080/health || exit 1
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s CMD ["/usr/local/bin/auteur", "health"]
 ENTRYPOINT ["/usr/local/bin/auteur"]
 CMD ["serve"]
