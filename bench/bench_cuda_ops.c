@@ -9,7 +9,9 @@
  * cross (512 keys), bf16 q/k/v, output in the gemm input dtype as in the model.
  * Times are wall-clock over ITERS back-to-back launches between two be_sync calls, after
  * warm-up; inputs are random (never zeros). FLOPs: linear 2 M N K, attention 4 nq nk H D.
+ * Attention runs on both flash-kernel variants (16 and 32 queries per warp, "fp8-mt2").
  * Output lines "RESULT <kind> <name> <precision> <ms> <TFLOP/s>" are read by device.sh.
+ * Flags: --quick (fewer iterations), --attn-only.
  */
 #include "backend.h"
 #include "kernels/cuda_backend.h"
@@ -138,7 +140,11 @@ static void bench_attention(au_backend *be, const char *prec, const attn_shape *
 }
 
 int main(int argc, char **argv) {
-    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int quick = 0, attn_only = 0;
+    for (int i = 1; i < argc; i++) {
+        quick |= strcmp(argv[i], "--quick") == 0;
+        attn_only |= strcmp(argv[i], "--attn-only") == 0;
+    }
     if (be_cuda_device_count() == 0) {
         printf("skipped: no GPU\n");
         return 77;
@@ -165,11 +171,18 @@ int main(int argc, char **argv) {
             printf("device %s sm_%d%d, FP8 outer-vector scales: %s\n", st.device_name, st.sm_major, st.sm_minor,
                    st.fp8_outer_vec ? "yes" : "no");
         }
-        for (size_t i = 0; i < sizeof gemms / sizeof gemms[0]; i++)
+        for (size_t i = 0; !attn_only && i < sizeof gemms / sizeof gemms[0]; i++)
             bench_linear(be, names[p], &gemms[i], quick ? 5 : 20);
-        if (p == 0) /* attention runs in bf16 in both precisions: once is enough, output f8 here */
+        if (p == 0) { /* attention runs in bf16 in both precisions: once is enough, output f8 here */
             for (size_t i = 0; i < sizeof attns / sizeof attns[0]; i++)
                 bench_attention(be, names[p], &attns[i], quick ? 2 : 5);
+            au_backend *be32; /* the other flash-kernel variant: 32 queries per warp */
+            TRY(be_cuda_create(&be32, &o, &err));
+            TRY(be_cuda_set_attention_variant(be32, 32, &err));
+            for (size_t i = 0; i < sizeof attns / sizeof attns[0]; i++)
+                bench_attention(be32, "fp8-mt2", &attns[i], quick ? 2 : 5);
+            be_destroy(be32);
+        }
         be_cuda_stats st;
         TRY(be_cuda_get_stats(be, &st, &err));
         printf("%s: gemm fused %llu, epilogue %llu, f8 as bf16 %llu; scratch %llu allocations, %.1f MiB\n", names[p],

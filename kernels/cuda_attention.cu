@@ -10,11 +10,12 @@
  * later, so the same code runs on Hopper and on GB10); P is rounded to bf16 for P.V.
  *
  * Two kernels:
- *  - flash_kernel<D> for head_dim 64 and 128 (the DiT and UMT5-XXL): 8 warps, 128 queries
- *    per block (16 per warp, Q fragments kept in registers), key tiles of 64 double-buffered
- *    with cp.async, tiles in shared memory with an XOR swizzle of 16-byte chunks
- *    (chunk ^ (row & 7)) so ldmatrix reads are free of bank conflicts. 96 KiB of shared
- *    memory at D = 128, within GB10's 99 KiB.
+ *  - flash_kernel<D, MT> for head_dim 64 and 128 (the DiT and UMT5-XXL): 128 queries per
+ *    block, as 8 warps of 16 (MT 1, Q fragments kept in registers) or 4 warps of 32 (MT 2,
+ *    each K/V fragment feeding two m-tiles), chosen by be_cuda_opts.attn_rows_per_warp; key
+ *    tiles of 64 double-buffered with cp.async, tiles in shared memory with an XOR swizzle of
+ *    16-byte chunks (chunk ^ (row & 7)) so ldmatrix reads are free of bank conflicts. 96 KiB
+ *    of shared memory at D = 128, within GB10's 99 KiB.
  *  - generic_kernel for any head_dim up to GENERIC_MAX_D (the VAE's 384, test sizes):
  *    4 warps, 64 queries, key tiles of 32, Q and K padded to a multiple of 16 with zeros,
  *    rows padded by 16 bytes; each block produces a 64-column slice of the output, so
@@ -124,38 +125,51 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4
 }
 
 /* Scale into the log2 domain, add the bias, mask keys >= nk. col0: first key of the tile;
- * row0: the warp's first query. */
+ * row0: the warp's first query. Index arithmetic only where needed: a full tile without
+ * bias is one multiply per score. */
 template <int NT, bool BIAS>
 __device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int64_t row0, int64_t nq, int64_t nk,
                                            float scale_log2, const float *bias_h, int lane) {
-    int g = lane >> 2, t4 = lane & 3;
+    const bool partial = col0 + NT * 8 > nk;
+    if (!BIAS && !partial) {
+#pragma unroll
+        for (int t = 0; t < NT; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                s[t][e] *= scale_log2;
+        return;
+    }
+    const int g = lane >> 2, t4 = lane & 3;
+    const int kmax = (int)(nk - col0 < NT * 8 ? nk - col0 : NT * 8); /* valid keys in this tile */
 #pragma unroll
     for (int t = 0; t < NT; t++)
 #pragma unroll
         for (int e = 0; e < 4; e++) {
-            int64_t col = col0 + t * 8 + 2 * t4 + (e & 1), row = row0 + g + (e >> 1) * 8;
+            int c = t * 8 + 2 * t4 + (e & 1);
             float v = s[t][e] * scale_log2;
-            if (BIAS && row < nq && col < nk)
-                v += bias_h[row * nk + col] * LOG2E;
-            s[t][e] = col < nk ? v : -INFINITY;
+            if (BIAS) {
+                int64_t row = row0 + g + (e >> 1) * 8;
+                if (row < nq && c < kmax)
+                    v += bias_h[row * nk + col0 + c] * LOG2E;
+            }
+            s[t][e] = c < kmax ? v : -INFINITY;
         }
 }
 
 /* ---- head_dim 64 / 128 ---- */
 
-#define FA_WARPS 8
-#define FA_BR (16 * FA_WARPS)
-#define FA_BC 64
+#define FA_BR 128 /* queries per block */
+#define FA_BC 64  /* keys per tile */
 
 template <int D> __device__ __forceinline__ int swz(int row, int chunk) {
     return row * (D / 8) + (chunk ^ (row & 7));
 }
 
 /* Copy rows [r0, r0+rows) (zero past n) of a head slice into a swizzled [rows][D] tile. */
-template <int D, int ROWS>
+template <int D, int ROWS, int THREADS>
 __device__ __forceinline__ void load_tile(bf16 *tile, const bf16 *src, int64_t ld, int64_t r0, int64_t n) {
     constexpr int CPR = D / 8;
-    for (int idx = threadIdx.x; idx < ROWS * CPR; idx += FA_WARPS * 32) {
+    for (int idx = threadIdx.x; idx < ROWS * CPR; idx += THREADS) {
         int r = idx / CPR, c = idx % CPR;
         bool valid = r0 + r < n;
         const bf16 *g = valid ? src + (r0 + r) * ld + c * 8 : src;
@@ -163,110 +177,147 @@ __device__ __forceinline__ void load_tile(bf16 *tile, const bf16 *src, int64_t l
     }
 }
 
-template <int D, bool BIAS, typename OutT>
-__global__ void __launch_bounds__(FA_WARPS * 32, 1)
+/* MT = 16-row m-tiles per warp: MT 1 is 8 warps of 16 queries (Q fragments kept in
+ * registers) and key tiles of 64; MT 2 is 4 warps of 32 queries (Q re-read from shared
+ * memory, each K and V fragment used for two m-tiles: half the shared-memory traffic per
+ * FLOP) and key tiles of 32, which keeps the scores in registers and lets two blocks share
+ * an SM (64 KiB of shared memory each at D = 128). */
+template <int D, int MT, bool BIAS, typename OutT>
+__global__ void __launch_bounds__(256 / MT, MT)
     flash_kernel(const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                  OutT *__restrict__ out, const float *__restrict__ bias, int64_t nq, int64_t nk, int64_t ld,
                  float scale_log2) {
+    constexpr int WARPS = 8 / MT, THREADS = WARPS * 32, BC = FA_BC / MT;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *Qs = (bf16 *)smem_raw;
-    bf16 *Ks = Qs + FA_BR * D;     /* [2][FA_BC][D] */
-    bf16 *Vs = Ks + 2 * FA_BC * D; /* [2][FA_BC][D] */
+    bf16 *Ks = Qs + FA_BR * D;     /* [2][BC][D] */
+    bf16 *Vs = Ks + 2 * BC * D; /* [2][BC][D] */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int h = blockIdx.y;
     const int64_t q0 = (int64_t)blockIdx.x * FA_BR;
     const bf16 *qh = q + h * D, *kh = k + h * D, *vh = v + h * D;
     const float *bias_h = BIAS ? bias + (int64_t)h * nq * nk : nullptr;
 
-    load_tile<D, FA_BR>(Qs, qh, ld, q0, nq);
+    load_tile<D, FA_BR, THREADS>(Qs, qh, ld, q0, nq);
     cp_async_commit();
-    load_tile<D, FA_BC>(Ks, kh, ld, 0, nk);
-    load_tile<D, FA_BC>(Vs, vh, ld, 0, nk);
+    load_tile<D, BC, THREADS>(Ks, kh, ld, 0, nk);
+    load_tile<D, BC, THREADS>(Vs, vh, ld, 0, nk);
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
 
-    uint32_t qf[D / 16][4];
+    /* m-tile mt of this warp covers block rows (mt * WARPS + warp) * 16 .. +15 */
+    uint32_t qreg[MT == 1 ? D / 16 : 1][4];
+    if (MT == 1) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-        int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = kk * 2 + (lane >> 4);
-        ldsm_x4(qf[kk][0], qf[kk][1], qf[kk][2], qf[kk][3], Qs + swz<D>(r, c) * 8);
+        for (int kk = 0; kk < D / 16; kk++) {
+            int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = kk * 2 + (lane >> 4);
+            ldsm_x4(qreg[kk][0], qreg[kk][1], qreg[kk][2], qreg[kk][3], Qs + swz<D>(r, c) * 8);
+        }
     }
-    float o[D / 8][4];
+    float o[MT][D / 8][4];
+    float m[MT][2], l[MT][2];
 #pragma unroll
-    for (int t = 0; t < D / 8; t++)
-        o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int t = 0; t < D / 8; t++)
+            o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.0f;
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+    }
 
-    const int n_tiles = (int)((nk + FA_BC - 1) / FA_BC);
+    const int n_tiles = (int)((nk + BC - 1) / BC);
     for (int j = 0; j < n_tiles; j++) {
         const int buf = j & 1;
         if (j + 1 < n_tiles) {
-            load_tile<D, FA_BC>(Ks + (buf ^ 1) * FA_BC * D, kh, ld, (int64_t)(j + 1) * FA_BC, nk);
-            load_tile<D, FA_BC>(Vs + (buf ^ 1) * FA_BC * D, vh, ld, (int64_t)(j + 1) * FA_BC, nk);
+            load_tile<D, BC, THREADS>(Ks + (buf ^ 1) * BC * D, kh, ld, (int64_t)(j + 1) * BC, nk);
+            load_tile<D, BC, THREADS>(Vs + (buf ^ 1) * BC * D, vh, ld, (int64_t)(j + 1) * BC, nk);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
         }
         __syncthreads();
-        const bf16 *Kt = Ks + buf * FA_BC * D, *Vt = Vs + buf * FA_BC * D;
+        const bf16 *Kt = Ks + buf * BC * D, *Vt = Vs + buf * BC * D;
 
-        float s[FA_BC / 8][4];
+        float s[MT][BC / 8][4];
 #pragma unroll
-        for (int t = 0; t < FA_BC / 8; t++)
-            s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int np = 0; np < FA_BC / 16; np++)
+            for (int t = 0; t < BC / 8; t++)
+                s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.0f;
 #pragma unroll
-            for (int kk = 0; kk < D / 16; kk++) {
+        for (int kk = 0; kk < D / 16; kk++) {
+            uint32_t qa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                if (MT == 1) {
+                    qa[mt][0] = qreg[kk][0], qa[mt][1] = qreg[kk][1], qa[mt][2] = qreg[kk][2], qa[mt][3] = qreg[kk][3];
+                } else {
+                    int r = (mt * WARPS + warp) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = kk * 2 + (lane >> 4);
+                    ldsm_x4(qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3], Qs + swz<D>(r, c) * 8);
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < BC / 16; np++) {
                 uint32_t b0, b1, b2, b3;
                 int r = np * 16 + (lane & 7) + (lane >> 4) * 8, c = kk * 2 + ((lane >> 3) & 1);
                 ldsm_x4(b0, b1, b2, b3, Kt + swz<D>(r, c) * 8);
-                mma_bf16(s[2 * np], qf[kk], b0, b1);
-                mma_bf16(s[2 * np + 1], qf[kk], b2, b3);
-            }
-        scores_fix<FA_BC / 8, BIAS>(s, (int64_t)j * FA_BC, q0 + warp * 16, nq, nk, scale_log2, bias_h, lane);
-        softmax_step<FA_BC / 8, D / 8>(s, o, m, l);
-
-        uint32_t pa[FA_BC / 16][4];
 #pragma unroll
-        for (int kk = 0; kk < FA_BC / 16; kk++) {
-            pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16(s[mt][2 * np], qa[mt], b0, b1);
+                    mma_bf16(s[mt][2 * np + 1], qa[mt], b2, b3);
+                }
+            }
         }
 #pragma unroll
-        for (int dp = 0; dp < D / 16; dp++)
+        for (int mt = 0; mt < MT; mt++) {
+            scores_fix<BC / 8, BIAS>(s[mt], (int64_t)j * BC, q0 + (mt * WARPS + warp) * 16, nq, nk, scale_log2,
+                                        bias_h, lane);
+            softmax_step<BC / 8, D / 8>(s[mt], o[mt], m[mt], l[mt]);
+        }
 #pragma unroll
-            for (int kk = 0; kk < FA_BC / 16; kk++) {
+        for (int kk = 0; kk < BC / 16; kk++) {
+            uint32_t pa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp = 0; dp < D / 16; dp++) {
                 uint32_t b0, b1, b2, b3;
                 int r = kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = dp * 2 + (lane >> 4);
                 ldsm_x4_t(b0, b1, b2, b3, Vt + swz<D>(r, c) * 8);
-                mma_bf16(o[2 * dp], pa[kk], b0, b1);
-                mma_bf16(o[2 * dp + 1], pa[kk], b2, b3);
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16(o[mt][2 * dp], pa[mt], b0, b1);
+                    mma_bf16(o[mt][2 * dp + 1], pa[mt], b2, b3);
+                }
             }
+        }
         __syncthreads(); /* the next iteration loads into this buffer */
     }
 
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    }
     const int g = lane >> 2, t4 = lane & 3;
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        int64_t row = q0 + warp * 16 + g + r * 8;
-        if (row >= nq)
-            continue;
-        float inv = 1.0f / l[r];
-        OutT *dst = out + row * ld + h * D + 2 * t4;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int t = 0; t < D / 8; t++)
-            store_pair<OutT>(dst + t * 8, o[t][2 * r] * inv, o[t][2 * r + 1] * inv);
-    }
+        for (int r = 0; r < 2; r++) {
+            float lr = l[mt][r];
+            lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+            lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+            int64_t row = q0 + (mt * WARPS + warp) * 16 + g + r * 8;
+            if (row >= nq)
+                continue;
+            float inv = 1.0f / lr;
+            OutT *dst = out + row * ld + h * D + 2 * t4;
+#pragma unroll
+            for (int t = 0; t < D / 8; t++)
+                store_pair<OutT>(dst + t * 8, o[mt][t][2 * r] * inv, o[mt][t][2 * r + 1] * inv);
+        }
 }
 
 /* ---- any head_dim ---- */
@@ -402,16 +453,18 @@ typedef struct attn_launch {
     float scale_log2;
 } attn_launch;
 
-template <int D, bool BIAS, typename OutT> static int launch_fast(cuda_state *cs, const attn_launch *a, au_err *err) {
+template <int D, int MT, bool BIAS, typename OutT>
+static int launch_fast(cuda_state *cs, const attn_launch *a, au_err *err) {
     const char *op = "attention";
-    size_t smem = (size_t)(FA_BR + 4 * FA_BC) * D * sizeof(bf16);
+    size_t smem = (size_t)(FA_BR + 4 * (FA_BC / MT)) * D * sizeof(bf16);
     if ((int)smem > cs->max_smem_optin)
         return au_errf(err, AU_EUNSUPPORTED, "%s: head_dim %d needs %zu bytes of shared memory, the device has %d", op,
                        D, smem, cs->max_smem_optin);
-    CUDA_TRY(cudaFuncSetAttribute(flash_kernel<D, BIAS, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    CUDA_TRY(cudaFuncSetAttribute(flash_kernel<D, MT, BIAS, OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  (int)smem));
     dim3 grid((unsigned)((a->nq + FA_BR - 1) / FA_BR), (unsigned)a->H);
-    flash_kernel<D, BIAS, OutT><<<grid, FA_WARPS * 32, smem, cs->stream>>>(a->q, a->k, a->v, (OutT *)a->out, a->bias,
-                                                                            a->nq, a->nk, a->ld, a->scale_log2);
+    flash_kernel<D, MT, BIAS, OutT><<<grid, 256 / MT, smem, cs->stream>>>(a->q, a->k, a->v, (OutT *)a->out, a->bias,
+                                                                         a->nq, a->nk, a->ld, a->scale_log2);
     CUDA_LAUNCHED();
     return 0;
 }
@@ -436,13 +489,14 @@ template <bool BIAS, typename OutT> static int launch_generic(cuda_state *cs, co
 template <bool BIAS, typename OutT> static int dispatch(cuda_state *cs, const attn_launch *a, au_err *err) {
     int aligned = ((uintptr_t)a->q % 16) == 0 && ((uintptr_t)a->k % 16) == 0 && ((uintptr_t)a->v % 16) == 0 &&
                   ((uintptr_t)a->out % 8) == 0 && a->ld % 8 == 0;
+    int mt2 = cs->attn_rows_per_warp == 32;
     if (aligned && a->D == 128) {
         cs->stats.attn_fast++;
-        return launch_fast<128, BIAS, OutT>(cs, a, err);
+        return mt2 ? launch_fast<128, 2, BIAS, OutT>(cs, a, err) : launch_fast<128, 1, BIAS, OutT>(cs, a, err);
     }
     if (aligned && a->D == 64) {
         cs->stats.attn_fast++;
-        return launch_fast<64, BIAS, OutT>(cs, a, err);
+        return mt2 ? launch_fast<64, 2, BIAS, OutT>(cs, a, err) : launch_fast<64, 1, BIAS, OutT>(cs, a, err);
     }
     cs->stats.attn_generic++;
     return launch_generic<BIAS, OutT>(cs, a, err);

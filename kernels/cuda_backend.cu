@@ -17,6 +17,7 @@
 
 #define WORKSPACE_BYTES ((size_t)64 << 20)     /* cuBLASLt workspace */
 #define WEIGHT_STAGE_BYTES ((size_t)64 << 20)  /* host rows staged per conversion launch */
+#define CUDA_ATTN_ROWS_DEFAULT 16              /* flash kernel variant (bench/NOTES.md) */
 
 /* ---- errors ---- */
 
@@ -373,6 +374,7 @@ extern "C" int be_cuda_create(au_backend **out, const be_cuda_opts *opts, au_err
     be->gemm_in_dtype = opts->precision == BE_CUDA_FP8 ? AU_F8_E4M3 : AU_BF16;
     cs->device = opts->device;
     cs->precision = opts->precision;
+    cs->attn_rows_per_warp = CUDA_ATTN_ROWS_DEFAULT;
     cs->n_sm = prop.multiProcessorCount;
     cs->max_smem_optin = (int)prop.sharedMemPerBlockOptin;
     snprintf(cs->stats.device_name, sizeof cs->stats.device_name, "%s", prop.name);
@@ -406,6 +408,15 @@ extern "C" int be_cuda_create(au_backend **out, const be_cuda_opts *opts, au_err
 fail:
     cuda_destroy(be);
     return rc;
+}
+
+extern "C" int be_cuda_set_attention_variant(au_backend *be, int rows_per_warp, au_err *err) {
+    if (!be || be->ops != &cuda_ops)
+        return au_errf(err, AU_EINVAL, "cuda attention variant: not a CUDA backend");
+    if (rows_per_warp != 16 && rows_per_warp != 32)
+        return au_errf(err, AU_EINVAL, "cuda attention variant: %d queries per warp (16 or 32)", rows_per_warp);
+    cuda_of(be)->attn_rows_per_warp = rows_per_warp;
+    return 0;
 }
 
 extern "C" int be_cuda_get_stats(au_backend *be, be_cuda_stats *stats, au_err *err) {

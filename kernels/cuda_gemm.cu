@@ -368,6 +368,11 @@ static int lin_tiled(const lin *L, int in_lt, void *bias_mem, void *tile, int64_
         au_tensor y2;
         au_reshape(L->y, 2, shape, &y2);
         au_tensor yc = au_view_rows(&y2, r0, nr);
+        if (in_lt && yc.dtype == AU_F8_E4M3 && L->act != AU_ACT_SILU) { /* only the quantization is left */
+            cu_ref tr = {tile, NULL, 1, (int)d};
+            TRY_RC(cuda_quantize_rows(cs, (uint8_t *)yc.data, (float *)yc.scale, &tr, nr, L->out, op, err));
+            continue;
+        }
         epi_fn f;
         f.acc.data = tile, f.acc.dtype = (int)d, f.acc.scale = NULL, f.acc.row_len = 1;
         f.cols = L->out;

@@ -78,6 +78,7 @@ typedef struct cuda_state {
     size_t scratch_bytes;
     int n_sm, max_smem_optin;
     int fp8_outer_vec; /* probed at creation */
+    int attn_rows_per_warp; /* 16 or 32: the flash kernel variant */
     cuda_plan *plans;  /* [CUDA_PLAN_CACHE] */
     int n_plans, next_plan;
     be_cuda_stats stats;

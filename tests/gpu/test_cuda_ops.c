@@ -115,7 +115,15 @@ typedef struct attn_case {
     au_dtype out_dt, in_dt;
 } attn_case;
 
+/* Each case runs on T->gpu (default kernel variant) and on a second backend with 32 queries
+ * per warp, the other flash-kernel variant. */
 static void test_attention(tctx *T) {
+    au_backend *alt;
+    be_cuda_opts ao = {0, T->gpu->gemm_in_dtype == AU_F8_E4M3 ? BE_CUDA_FP8 : BE_CUDA_BF16};
+    MUST(be_cuda_create(&alt, &ao, err));
+    MUST(be_cuda_set_attention_variant(alt, 32, err));
+    au_err verr = {0};
+    CHECK(be_cuda_set_attention_variant(alt, 24, &verr) == AU_EINVAL, "attention variant 24 accepted");
     static const attn_case cases[] = {
         {300, 300, 2, 128, 0, 0, 0, AU_BF16, AU_BF16}, {77, 513, 3, 128, 0, 0, 1, AU_BF16, AU_BF16},
         {130, 70, 4, 64, 1, 1.0f, 0, AU_BF16, AU_BF16}, {130, 70, 4, 64, 0, 0, 0, AU_F32, AU_F32},
@@ -132,15 +140,23 @@ static void test_attention(tctx *T) {
         pair bias = in_pair(T, AU_F32, SHAPE(c->H, c->nq, c->nk), 2.0f);
         pair o = out_pair(T, od, SHAPE(c->nq, HD));
         float scale = c->scale > 0 ? c->scale : 1.0f / sqrtf((float)c->D);
-        au_err err = {0};
-        int rc = be_attention(T->gpu, &o.g, &q.g, &k.g, &v.g, c->H, scale, c->bias ? &bias.g : NULL, &err);
-        CHECK(rc == 0, "[%s] attention case %zu: %s", T->name, i, err.msg);
         MUST(be_attention(T->cpu, &o.c, &q.c, &k.c, &v.c, c->H, scale, c->bias ? &bias.c : NULL, err));
-        char what[160];
-        snprintf(what, sizeof what, "attention nq %lld nk %lld H %d D %d%s %s -> %s", (long long)c->nq,
-                 (long long)c->nk, c->H, c->D, c->bias ? " +bias" : "", dt_name(c->in_dt), dt_name(od));
-        compare(T, what, &o, od == AU_F8_E4M3 ? TOL_F8 : TOL_BF16);
+        for (int variant = 0; variant < 2; variant++) {
+            au_err err = {0};
+            poison(T, &o.g);
+            int rc = be_attention(variant ? alt : T->gpu, &o.g, &q.g, &k.g, &v.g, c->H, scale,
+                                  c->bias ? &bias.g : NULL, &err);
+            CHECK(rc == 0, "[%s] attention case %zu: %s", T->name, i, err.msg);
+            if (variant)
+                MUST(be_sync(alt, err));
+            char what[160];
+            snprintf(what, sizeof what, "attention%s nq %lld nk %lld H %d D %d%s %s -> %s", variant ? "/32" : "",
+                     (long long)c->nq, (long long)c->nk, c->H, c->D, c->bias ? " +bias" : "", dt_name(c->in_dt),
+                     dt_name(od));
+            compare(T, what, &o, od == AU_F8_E4M3 ? TOL_F8 : TOL_BF16);
+        }
     }
+    be_destroy(alt);
 }
 
 /* ---- conv3d ---- */
