@@ -151,6 +151,8 @@ def time_ms(fn, iters):
 
 def main(folder):
     dev = "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = False  # the float32 reference must be float32
+    torch.backends.cudnn.allow_tf32 = False
     sd = load_file(os.path.join(folder, "dit.safetensors"), device=dev)
     inp = load_file(os.path.join(folder, "inputs.safetensors"), device=dev)
     x, ctx, t = inp["x"], inp["context"], float(inp["t"].item())
