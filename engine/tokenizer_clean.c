@@ -36,8 +36,6 @@
 
 #define FTFY_MAX_SEGMENT 1000000 /* code points; ftfy's max_decode_length */
 
-typedef int (*pass_fn)(const char *s, size_t n, tok_buf *out);
-
 /* ---------------------------------------------------------------- numeric references */
 
 /* Value of a numeric character reference as html.unescape gives it, appended to out. */
@@ -158,11 +156,70 @@ static int html_unescape(const char *s, size_t n, tok_buf *out) {
 
 /* ---------------------------------------------------------------- ftfy fixers */
 
-/* ftfy.unescape_html: "&#?[0-9A-Za-z]{1,24};" references it can decode unambiguously. */
-static int ftfy_unescape(const char *s, size_t n, tok_buf *out) {
+/* Every fixer reports which parts of its output it rewrote, or derived from a rewritten
+ * part of its input, so that later rounds of the fix-until-stable loop can be limited to
+ * those parts (see ftfy_segment). */
+typedef struct spans {
+    size_t (*v)[2]; /* sorted, disjoint closed ranges [lo, hi]; lo == hi marks a deletion */
+    int n, cap;
+    int oom;
+} spans;
+
+/* Append a range at or after the last one, merging when they meet. */
+static void spans_add(spans *s, size_t lo, size_t hi) {
+    if (s->n && lo <= s->v[s->n - 1][1]) {
+        if (hi > s->v[s->n - 1][1])
+            s->v[s->n - 1][1] = hi;
+        return;
+    }
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 8;
+        size_t(*v)[2] = realloc(s->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            s->oom = 1;
+            return;
+        }
+        s->v = v, s->cap = cap;
+    }
+    s->v[s->n][0] = lo, s->v[s->n][1] = hi;
+    s->n++;
+}
+
+/* Carries a fixer's input ranges to its output while it walks the text in order. */
+typedef struct track {
+    const spans *in;
+    int k;
+    spans *out;
+} track;
+
+/* One step of a fixer: input [i, i2) became output [o, o2). */
+static void track_step(track *t, size_t i, size_t i2, size_t o, size_t o2, int rewritten) {
+    while (t->k < t->in->n && t->in->v[t->k][1] < i)
+        t->k++;
+    if (rewritten || (t->k < t->in->n && t->in->v[t->k][0] <= i2))
+        spans_add(t->out, o, o2);
+}
+
+/* After the last step: ranges at the very end of the input (deletions there). */
+static void track_end(track *t, size_t n, size_t out_n) {
+    while (t->k < t->in->n && t->in->v[t->k][1] < n)
+        t->k++;
+    if (t->k < t->in->n)
+        spans_add(t->out, out_n, out_n);
+}
+
+typedef int (*fixer_fn)(const char *s, size_t n, tok_buf *out, track *t);
+
+/* ftfy.unescape_html: "&#?[0-9A-Za-z]{1,24};" references it can decode unambiguously.
+ * Rewrites the references starting in s[from..to) (reading past `to` as a match needs)
+ * into out; *end is where the rewritten part ends in s (>= to). *changed gets the
+ * rewritten output ranges. A match is at most 27 bytes. */
+static int ftfy_unescape(const char *s, size_t n, size_t from, size_t to, tok_buf *out, size_t *end_out,
+                         spans *changed) {
     out->n = 0;
     int rc = tok_buf_put(out, "", 0);
-    for (size_t i = 0; i < n && rc == 0;) {
+    size_t i = from;
+    while (i < to && rc == 0) {
         if (s[i] != '&') {
             rc = tok_buf_put(out, s + i, 1);
             i++;
@@ -172,7 +229,7 @@ static int ftfy_unescape(const char *s, size_t n, tok_buf *out) {
         int hash = j < n && s[j] == '#';
         j += (size_t)hash;
         size_t run = 0;
-        while (j + run < n && is_alnum(s[j + run]))
+        while (j + run < n && run <= 24 && is_alnum(s[j + run]))
             run++;
         if (run < 1 || run > 24 || j + run >= n || s[j + run] != ';') {
             rc = tok_buf_put(out, "&", 1);
@@ -180,27 +237,25 @@ static int ftfy_unescape(const char *s, size_t n, tok_buf *out) {
             continue;
         }
         const char *name = s + j;
-        size_t end = j + run + 1; /* past ';' */
+        size_t end = j + run + 1, o = out->n; /* end: past ';' */
+        const char *value = NULL;
         if (!hash) {
             const tok_html_entity *e = tok_entity_lookup(name, run);
             if (e && (e->flags & TOK_ENT_SEMI)) {
-                rc = tok_buf_put(out, e->value, strlen(e->value));
-                i = end;
-                continue;
+                value = e->value;
+            } else {
+                /* All-caps alias of a lower-case name, e.g. "&EACUTE;" -> "É". */
+                char lower[25];
+                int caps = 1;
+                for (size_t k = 0; k < run; k++) {
+                    caps &= !(name[k] >= 'a' && name[k] <= 'z');
+                    lower[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] | 0x20 : name[k]);
+                }
+                e = caps ? tok_entity_lookup(lower, run) : NULL;
+                value = e ? e->upper : NULL;
             }
-            /* All-caps alias of a lower-case name, e.g. "&EACUTE;" -> "É". */
-            char lower[25];
-            int caps = 1;
-            for (size_t k = 0; k < run; k++) {
-                caps &= !(name[k] >= 'a' && name[k] <= 'z');
-                lower[k] = (char)((name[k] >= 'A' && name[k] <= 'Z') ? name[k] | 0x20 : name[k]);
-            }
-            e = caps ? tok_entity_lookup(lower, run) : NULL;
-            if (e && e->upper) {
-                rc = tok_buf_put(out, e->upper, strlen(e->upper));
-                i = end;
-                continue;
-            }
+            if (value)
+                rc = tok_buf_put(out, value, strlen(value));
         } else {
             /* Kept only if html.unescape consumes it whole, ';' included, and does not
              * produce a ';' itself. */
@@ -208,27 +263,33 @@ static int ftfy_unescape(const char *s, size_t n, tok_buf *out) {
             uint32_t num;
             if (parse_charref(name, run, &len, &num) && len == run && num != ';') {
                 rc = put_charref(out, num);
-                i = end;
-                continue;
+                value = "";
             }
         }
-        rc = tok_buf_put(out, s + i, end - i);
+        if (value)
+            spans_add(changed, o, out->n);
+        else
+            rc = tok_buf_put(out, s + i, end - i);
         i = end;
     }
+    *end_out = i;
     return rc;
 }
 
 /* A per-character map: each character maps to a string (or is kept when fn gives NULL). */
-static int map_chars(const char *s, size_t n, tok_buf *out, const char *(*fn)(uint32_t cp)) {
+static int map_chars(const char *s, size_t n, tok_buf *out, track *t, const char *(*fn)(uint32_t cp)) {
     out->n = 0;
     int rc = tok_buf_put(out, "", 0);
     for (size_t i = 0; i < n && rc == 0;) {
         uint32_t cp;
-        int l = tok_utf8_next(s + i, n - i, &cp);
+        size_t l = (size_t)tok_utf8_next(s + i, n - i, &cp), o = out->n;
         const char *to = fn(cp);
-        rc = to ? tok_buf_put(out, to, strlen(to)) : tok_buf_put(out, s + i, (size_t)l);
-        i += (size_t)l;
+        int rewritten = to && !(strlen(to) == l && memcmp(to, s + i, l) == 0);
+        rc = rewritten ? tok_buf_put(out, to, strlen(to)) : tok_buf_put(out, s + i, l);
+        track_step(t, i, i + l, o, out->n, rewritten);
+        i += l;
     }
+    track_end(t, n, out->n);
     return rc;
 }
 
@@ -251,33 +312,49 @@ static const char *line_break_of(uint32_t cp) {
     return cp == '\r' || cp == 0x2028 || cp == 0x2029 || cp == 0x85 ? "\n" : NULL;
 }
 
-static int fix_c1(const char *s, size_t n, tok_buf *out) { return map_chars(s, n, out, c1_of); }
-static int fix_ligatures(const char *s, size_t n, tok_buf *out) { return map_chars(s, n, out, ligature_of); }
-static int fix_width(const char *s, size_t n, tok_buf *out) { return map_chars(s, n, out, width_of); }
-static int fix_quotes(const char *s, size_t n, tok_buf *out) { return map_chars(s, n, out, uncurl_of); }
-static int fix_controls(const char *s, size_t n, tok_buf *out) { return map_chars(s, n, out, control_of); }
+static int fix_c1(const char *s, size_t n, tok_buf *out, track *t) {
+    return map_chars(s, n, out, t, c1_of);
+}
+static int fix_ligatures(const char *s, size_t n, tok_buf *out, track *t) {
+    return map_chars(s, n, out, t, ligature_of);
+}
+static int fix_width(const char *s, size_t n, tok_buf *out, track *t) {
+    return map_chars(s, n, out, t, width_of);
+}
+static int fix_quotes(const char *s, size_t n, tok_buf *out, track *t) {
+    return map_chars(s, n, out, t, uncurl_of);
+}
+static int fix_controls(const char *s, size_t n, tok_buf *out, track *t) {
+    return map_chars(s, n, out, t, control_of);
+}
 
 /* "\r\n" -> "\n" first, then each lone "\r", U+2028, U+2029, U+0085 -> "\n". */
-static int fix_line_breaks(const char *s, size_t n, tok_buf *out) {
+static int fix_line_breaks(const char *s, size_t n, tok_buf *out, track *t) {
+    if (memchr(s, '\r', n) == NULL)
+        return map_chars(s, n, out, t, line_break_of);
     out->n = 0;
     int rc = tok_buf_put(out, "", 0);
     for (size_t i = 0; i < n && rc == 0;) {
+        size_t o = out->n;
         if (s[i] == '\r' && i + 1 < n && s[i + 1] == '\n') {
             rc = tok_buf_put(out, "\n", 1);
+            track_step(t, i, i + 2, o, out->n, 1);
             i += 2;
             continue;
         }
         uint32_t cp;
-        int l = tok_utf8_next(s + i, n - i, &cp);
+        size_t l = (size_t)tok_utf8_next(s + i, n - i, &cp);
         const char *to = line_break_of(cp);
-        rc = to ? tok_buf_put(out, to, 1) : tok_buf_put(out, s + i, (size_t)l);
-        i += (size_t)l;
+        rc = to ? tok_buf_put(out, to, 1) : tok_buf_put(out, s + i, l);
+        track_step(t, i, i + l, o, out->n, to != NULL);
+        i += l;
     }
+    track_end(t, n, out->n);
     return rc;
 }
 
 /* ESC '[' (decimal digit | ';')* ASCII-letter is removed (Python \d: any Unicode Nd). */
-static int remove_terminal_escapes(const char *s, size_t n, tok_buf *out) {
+static int remove_terminal_escapes(const char *s, size_t n, tok_buf *out, track *t) {
     out->n = 0;
     int rc = tok_buf_put(out, "", 0);
     for (size_t i = 0; i < n && rc == 0;) {
@@ -291,46 +368,134 @@ static int remove_terminal_escapes(const char *s, size_t n, tok_buf *out) {
                 j += (size_t)l;
             }
             if (j < n && ((s[j] | 0x20) >= 'a' && (s[j] | 0x20) <= 'z')) {
+                track_step(t, i, j + 1, out->n, out->n, 1);
                 i = j + 1;
                 continue;
             }
         }
+        size_t o = out->n;
         rc = tok_buf_put(out, s + i, 1);
+        track_step(t, i, i + 1, o, out->n, 0);
         i++;
+    }
+    track_end(t, n, out->n);
+    return rc;
+}
+
+/* ftfy's fixers after unescape_html, in ftfy's order, on cur; *dirty (ranges of cur) is
+ * carried through and grown by what they rewrite. */
+static int ftfy_other_fixes(tok_buf *cur, tok_buf *tmp, spans *dirty) {
+    static const fixer_fn fixers[] = {fix_c1,          fix_ligatures,           fix_width,   fix_quotes,
+                                      fix_line_breaks, remove_terminal_escapes, fix_controls};
+    int rc = 0;
+    for (size_t k = 0; k < sizeof fixers / sizeof fixers[0] && rc == 0; k++) {
+        spans next = {0};
+        track t = {dirty, 0, &next};
+        rc = fixers[k](cur->p, cur->n, tmp, &t);
+        rc = rc ? rc : next.oom ? AU_ENOMEM : 0;
+        free(dirty->v);
+        *dirty = next;
+        if (rc == 0) {
+            tok_buf swap = *cur;
+            *cur = *tmp, *tmp = swap;
+        }
     }
     return rc;
 }
 
-/* One ftfy segment, fixed until stable; appended to out. */
-static int ftfy_segment(const char *s, size_t n, int unescape, tok_buf *out) {
-    static const pass_fn passes[] = {fix_c1,     fix_ligatures,           fix_width,   fix_quotes,
-                                     fix_line_breaks, remove_terminal_escapes, fix_controls};
-    tok_buf cur = {0}, tmp = {0}, start = {0};
-    int rc = tok_buf_put(&cur, s, n);
-    while (rc == 0) {
-        start.n = 0;
-        if ((rc = tok_buf_put(&start, cur.p, cur.n)) < 0)
-            break;
-        if (unescape) {
-            if ((rc = ftfy_unescape(cur.p, cur.n, &tmp)) < 0)
-                break;
-            tok_buf swap = cur;
-            cur = tmp, tmp = swap;
-        }
-        for (size_t k = 0; k < sizeof passes / sizeof passes[0] && rc == 0; k++) {
-            if ((rc = passes[k](cur.p, cur.n, &tmp)) == 0) {
-                tok_buf swap = cur;
-                cur = tmp, tmp = swap;
-            }
-        }
-        if (rc == 0 && cur.n == start.n && memcmp(cur.p, start.p, cur.n) == 0)
-            break;
+static size_t char_start(const char *s, size_t i) {
+    while (i > 0 && ((unsigned char)s[i] & 0xC0) == 0x80)
+        i--;
+    return i;
+}
+
+/* One later round over the window cur[lo..hi): appends its result to next and the
+ * ranges it rewrote (in next's coordinates) to dirty, unless the window came out as it
+ * went in; *end is where the window really ended in cur. */
+static int ftfy_window(const tok_buf *cur, size_t lo, size_t hi, tok_buf *next, spans *dirty, size_t *end,
+                       tok_buf *win, tok_buf *tmp) {
+    spans d = {0};
+    int rc = ftfy_unescape(cur->p, cur->n, lo, hi, win, end, &d);
+    /* A decoded '\r' right before a '\n' of the text is one line break for
+     * fix_line_breaks: take that '\n' into the window. */
+    if (rc == 0 && win->n && win->p[win->n - 1] == '\r' && *end < cur->n && cur->p[*end] == '\n') {
+        rc = tok_buf_put(win, "\n", 1);
+        spans_add(&d, win->n - 1, win->n);
+        (*end)++;
     }
+    if (rc == 0)
+        rc = ftfy_other_fixes(win, tmp, &d);
+    size_t base = next->n;
+    if (rc == 0)
+        rc = tok_buf_put(next, win->p, win->n);
+    int same = win->n == *end - lo && memcmp(win->p, cur->p + lo, win->n) == 0;
+    for (int i = 0; rc == 0 && !same && i < d.n; i++)
+        spans_add(dirty, base + d.v[i][0], base + d.v[i][1]);
+    rc = rc ? rc : (d.oom || dirty->oom) ? AU_ENOMEM : 0;
+    free(d.v);
+    return rc;
+}
+
+/* One ftfy segment, fixed until stable; appended to out.
+ *
+ * ftfy repeats all its fixers over the segment until nothing changes. Here the first
+ * round runs every fixer over the whole segment, tracking the ranges each one rewrote.
+ * After that round the text holds no ESC (remove_control_chars dropped them and no
+ * reference decodes to one), every character is stable under the other fixers (their
+ * outputs are their own fixed points), and a reference not touching a rewritten range
+ * was already looked at, with the same bytes, in the round before and did not match.
+ * So a later round can only change the rewritten ranges and the FTFY_LOOKBACK bytes
+ * before each (the longest reference is 27 bytes): each later round redoes just those
+ * windows and splices them in, which gives the same text as a full round. A nested
+ * "&amp;amp;...;" of k levels then costs k rounds over a small window each instead of k
+ * passes over the whole prompt. */
+#define FTFY_LOOKBACK 64
+#define FTFY_MERGE_GAP 32 /* windows closer than this (> the longest reference) are merged */
+static int ftfy_segment(const char *s, size_t n, int unescape, tok_buf *out) {
+    tok_buf cur = {0}, next = {0}, tmp = {0}, win = {0};
+    size_t end;
+    spans dirty = {0};
+    int rc = unescape ? ftfy_unescape(s, n, 0, n, &cur, &end, &dirty) : tok_buf_put(&cur, s, n);
+    if (rc == 0 && dirty.oom)
+        rc = AU_ENOMEM;
+    if (rc == 0)
+        rc = ftfy_other_fixes(&cur, &tmp, &dirty);
+    int stable = rc == 0 && cur.n == n && memcmp(cur.p, s, n) == 0;
+    /* Without unescape_html the other fixers are stable after one round. */
+    while (rc == 0 && unescape && !stable && dirty.n > 0) {
+        spans now = dirty;
+        dirty = (spans){0};
+        next.n = 0;
+        rc = tok_buf_put(&next, "", 0);
+        size_t pos = 0;
+        for (int i = 0; i < now.n && rc == 0;) {
+            size_t lo = now.v[i][0] > FTFY_LOOKBACK ? char_start(cur.p, now.v[i][0] - FTFY_LOOKBACK) : 0;
+            if (lo < pos)
+                lo = pos;
+            size_t hi = now.v[i][1];
+            for (i++; i < now.n && (now.v[i][0] < FTFY_LOOKBACK + FTFY_MERGE_GAP ||
+                                    now.v[i][0] - FTFY_LOOKBACK - FTFY_MERGE_GAP <= hi);
+                 i++)
+                hi = now.v[i][1];
+            hi = hi < cur.n ? char_start(cur.p, hi) : cur.n;
+            if ((rc = tok_buf_put(&next, cur.p + pos, lo - pos)) < 0)
+                break;
+            rc = ftfy_window(&cur, lo, hi, &next, &dirty, &end, &win, &tmp);
+            pos = end;
+        }
+        if (rc == 0)
+            rc = tok_buf_put(&next, cur.p + pos, cur.n - pos);
+        free(now.v);
+        tok_buf swap = cur;
+        cur = next, next = swap;
+    }
+    free(dirty.v);
     if (rc == 0)
         rc = tok_buf_put(out, cur.p, cur.n);
     tok_buf_free(&cur);
+    tok_buf_free(&next);
     tok_buf_free(&tmp);
-    tok_buf_free(&start);
+    tok_buf_free(&win);
     return rc;
 }
 

@@ -93,6 +93,7 @@ PROMPTS = [
     "a < b &amp;amp;amp; c &amp;amp;amp;amp; d",
     "x &amp;amp;amp;amp; y\n<p> &amp;amp;amp; </p>\nz &amp;amp;amp; &EACUTE;",
     "line one &amp;amp; <tag>\nline two &amp;amp; after a tag line",
+    "deep " * 40 + "&" + "amp;" * 300 + "lt;b&gt; and &" + "amp;" * 50 + "#x201C;quoted&" + "amp;" * 9 + "#13;\nend",
     "&hellip; &mdash; &ndash; &lsquo;x&rsquo; &ldquo;y&rdquo; &nbsp;&nbsp;&emsp;",
     "&Jscr;ohn &HilbertSpace;ancock &checkmark; &fjlig; &NotNestedGreaterGreater; &bne;",
     # control characters
