@@ -81,11 +81,23 @@ template <typename T> __device__ __forceinline__ void store_one(T *p, float a);
 template <> __device__ __forceinline__ void store_one<bf16>(bf16 *p, float a) { *p = __float2bfloat16_rn(a); }
 template <> __device__ __forceinline__ void store_one<float>(float *p, float a) { *p = a; }
 
+__device__ __forceinline__ float fast_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
+/* Scores are kept in "units" u: with scale_log2 > 0 (always, in the models) the raw q.k
+ * (plus bias / scale) and mul = scale_log2, so that the probability 2^(u mul - m mul) is one
+ * FFMA and one ex2; with scale_log2 <= 0 they are pre-multiplied and mul = 1. */
+__device__ __forceinline__ float units_mul(float scale_log2) { return scale_log2 > 0.0f ? scale_log2 : 1.0f; }
+
 /* Online-softmax step for the two rows a thread owns (row g: elements 0,1; row g+8: 2,3) of
- * a warp's S tile s[NT][4] (already in the log2 domain, masked): updates m, l (this
- * thread's partial sums), rescales o[NO][4] and turns s into probabilities. */
+ * a warp's S tile s[NT][4] (in units, masked with -inf): updates the running max m (units)
+ * and this thread's partial sums l, rescales o[NO][4] (skipped when no row of the warp has
+ * a new max: the factor would be exactly 1) and turns s into probabilities. */
 template <int NT, int NO>
-__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float m[2], float l[2]) {
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float m[2], float l[2], float mul) {
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int t = 0; t < NT; t++) {
@@ -97,48 +109,49 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
     }
-    float alpha[2], sum[2] = {0.0f, 0.0f};
+    float alpha[2], sum[2] = {0.0f, 0.0f}, msl[2];
+    bool changed = false;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         float mn = fmaxf(m[r], mx[r]);
-        alpha[r] = exp2f(m[r] - mn);
+        changed |= mn != m[r];
+        alpha[r] = fast_exp2((m[r] - mn) * mul);
         m[r] = mn;
+        msl[r] = mn * mul;
     }
 #pragma unroll
     for (int t = 0; t < NT; t++) {
-        s[t][0] = exp2f(s[t][0] - m[0]);
-        s[t][1] = exp2f(s[t][1] - m[0]);
-        s[t][2] = exp2f(s[t][2] - m[1]);
-        s[t][3] = exp2f(s[t][3] - m[1]);
+        s[t][0] = fast_exp2(fmaf(s[t][0], mul, -msl[0]));
+        s[t][1] = fast_exp2(fmaf(s[t][1], mul, -msl[0]));
+        s[t][2] = fast_exp2(fmaf(s[t][2], mul, -msl[1]));
+        s[t][3] = fast_exp2(fmaf(s[t][3], mul, -msl[1]));
         sum[0] += s[t][0] + s[t][1];
         sum[1] += s[t][2] + s[t][3];
     }
-    l[0] = l[0] * alpha[0] + sum[0];
-    l[1] = l[1] * alpha[1] + sum[1];
+    l[0] = fmaf(l[0], alpha[0], sum[0]);
+    l[1] = fmaf(l[1], alpha[1], sum[1]);
+    if (__any_sync(0xffffffffu, changed)) {
 #pragma unroll
-    for (int t = 0; t < NO; t++) {
-        o[t][0] *= alpha[0];
-        o[t][1] *= alpha[0];
-        o[t][2] *= alpha[1];
-        o[t][3] *= alpha[1];
+        for (int t = 0; t < NO; t++) {
+            o[t][0] *= alpha[0];
+            o[t][1] *= alpha[0];
+            o[t][2] *= alpha[1];
+            o[t][3] *= alpha[1];
+        }
     }
 }
 
-/* Scale into the log2 domain, add the bias, mask keys >= nk. col0: first key of the tile;
- * row0: the warp's first query. Index arithmetic only where needed: a full tile without
- * bias is one multiply per score. */
+/* Put a tile's raw q.k into units: add the bias, mask keys >= nk. col0: first key of the
+ * tile; row0: the warp's first query. A full tile without bias needs nothing when
+ * scale_log2 > 0 (the scale is applied in the exponent). */
 template <int NT, bool BIAS>
 __device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int64_t row0, int64_t nq, int64_t nk,
                                            float scale_log2, const float *bias_h, int lane) {
-    const bool partial = col0 + NT * 8 > nk;
-    if (!BIAS && !partial) {
-#pragma unroll
-        for (int t = 0; t < NT; t++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                s[t][e] *= scale_log2;
+    const bool partial = col0 + NT * 8 > nk, folded = scale_log2 > 0.0f;
+    if (!BIAS && !partial && folded)
         return;
-    }
+    const float pre = folded ? 1.0f : scale_log2;                    /* units per raw q.k */
+    const float bias_units = folded ? LOG2E / scale_log2 : LOG2E;    /* units per bias unit */
     const int g = lane >> 2, t4 = lane & 3;
     const int kmax = (int)(nk - col0 < NT * 8 ? nk - col0 : NT * 8); /* valid keys in this tile */
 #pragma unroll
@@ -146,11 +159,11 @@ __device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int6
 #pragma unroll
         for (int e = 0; e < 4; e++) {
             int c = t * 8 + 2 * t4 + (e & 1);
-            float v = s[t][e] * scale_log2;
+            float v = s[t][e] * pre;
             if (BIAS) {
                 int64_t row = row0 + g + (e >> 1) * 8;
                 if (row < nq && c < kmax)
-                    v += bias_h[row * nk + col0 + c] * LOG2E;
+                    v += bias_h[row * nk + col0 + c] * bias_units;
             }
             s[t][e] = c < kmax ? v : -INFINITY;
         }
@@ -274,7 +287,7 @@ __global__ void __launch_bounds__(256 / MT, MT)
         for (int mt = 0; mt < MT; mt++) {
             scores_fix<BC / 8, BIAS>(s[mt], (int64_t)j * BC, q0 + (mt * WARPS + warp) * 16, nq, nk, scale_log2,
                                         bias_h, lane);
-            softmax_step<BC / 8, D / 8>(s[mt], o[mt], m[mt], l[mt]);
+            softmax_step<BC / 8, D / 8>(s[mt], o[mt], m[mt], l[mt], units_mul(scale_log2));
         }
 #pragma unroll
         for (int kk = 0; kk < BC / 16; kk++) {
@@ -396,7 +409,7 @@ __global__ void __launch_bounds__(GA_WARPS * 32)
             }
         }
         scores_fix<GA_BC / 8, BIAS>(s, j0, q0 + warp * 16, nq, nk, scale_log2, bias_h, lane);
-        softmax_step<GA_BC / 8, GA_DV / 8>(s, o, m, l);
+        softmax_step<GA_BC / 8, GA_DV / 8>(s, o, m, l, units_mul(scale_log2));
         uint32_t pa[GA_BC / 16][4];
 #pragma unroll
         for (int kk = 0; kk < GA_BC / 16; kk++) {

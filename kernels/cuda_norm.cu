@@ -6,9 +6,10 @@
  *   rmsnorm_channels (x [C, S]): y[c,s] = x[c,s] / max(||x[:,s]||, 1e-12) * sqrt(C) * gamma[c] + bias[c]
  *   rope: (x[2i], x[2i+1]) <- (x[2i] cos - x[2i+1] sin, x[2i] sin + x[2i+1] cos)
  * LayerNorm and RMSNorm run one block per row: statistics in two passes (mean, then the
- * centred sum of squares) with float accumulation, then the output pass. An f8 output is
- * the fused norm + modulation + quantization: a pass for max|y| and one writing the codes,
- * so the normalised row never goes to memory in bf16.
+ * centred sum of squares) with float accumulation, then the output. An f8 output is the
+ * fused norm + modulation + quantization (max|y| of the row, then the codes), so the
+ * normalised row never goes to memory in bf16. Rows of f32/bf16 with dim a multiple of 512
+ * (the DiT's 1536 and 5120, UMT5's 4096) stay in registers: one read, one write.
  */
 #include "cuda_internal.cuh"
 
@@ -78,6 +79,116 @@ __global__ void norm_rows_kernel(norm_args a) {
 
 } // namespace
 
+/* The common case, one pass over memory: x f32 or bf16 with dim a multiple of 512 (up to
+ * 8192), 128 threads per row each holding V groups of 4 values in registers; statistics,
+ * modulation and (for an f8 y) the row maximum and the codes come from the registers. */
+#define NR_THREADS 128
+
+__device__ __forceinline__ void load4(const cu_ref &x, int64_t i, float v[4]) {
+    if (x.dtype == AU_F32) {
+        float4 f = *(const float4 *)((const float *)x.data + i);
+        v[0] = f.x, v[1] = f.y, v[2] = f.z, v[3] = f.w;
+    } else {
+        uint2 u = *(const uint2 *)((const __nv_bfloat16 *)x.data + i);
+        float2 a = __bfloat1622float2(*(const __nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(const __nv_bfloat162 *)&u.y);
+        v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+    }
+}
+
+__device__ __forceinline__ void vec4_apply(const float *p, int64_t c, float v[4], int mode) {
+    if (!p)
+        return;
+    float4 f = *(const float4 *)(p + c);
+    if (mode == 0) /* multiply */
+        v[0] *= f.x, v[1] *= f.y, v[2] *= f.z, v[3] *= f.w;
+    else if (mode == 1) /* add */
+        v[0] += f.x, v[1] += f.y, v[2] += f.z, v[3] += f.w;
+    else /* times (1 + f) */
+        v[0] *= 1.0f + f.x, v[1] *= 1.0f + f.y, v[2] *= 1.0f + f.z, v[3] *= 1.0f + f.w;
+}
+
+template <int V> __global__ void __launch_bounds__(NR_THREADS) norm_reg_kernel(norm_args a) {
+    __shared__ float red[32];
+    for (int64_t r = blockIdx.x; r < a.rows; r += gridDim.x) {
+        const int64_t base = r * a.dim;
+        float v[V][4];
+#pragma unroll
+        for (int i = 0; i < V; i++)
+            load4(a.x, base + (int64_t)(i * NR_THREADS + threadIdx.x) * 4, v[i]);
+        float mean = 0.0f;
+        if (!a.rms) {
+            float s = 0.0f;
+#pragma unroll
+            for (int i = 0; i < V; i++)
+                s += (v[i][0] + v[i][1]) + (v[i][2] + v[i][3]);
+            mean = cu_block_sum(s, red) / (float)a.dim;
+        }
+        float sq = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                v[i][e] -= mean;
+                sq += v[i][e] * v[i][e];
+            }
+        float rstd = rsqrtf(cu_block_sum(sq, red) / (float)a.dim + a.eps), amax = 0.0f;
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            int64_t c = (int64_t)(i * NR_THREADS + threadIdx.x) * 4;
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                v[i][e] *= rstd;
+            vec4_apply(a.w, c, v[i], 0);
+            vec4_apply(a.b, c, v[i], 1);
+            vec4_apply(a.scale, c, v[i], 2);
+            vec4_apply(a.shift, c, v[i], 1);
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                amax = fmaxf(amax, fabsf(v[i][e]));
+        }
+        if (a.q) {
+            amax = cu_block_max(amax, red);
+            float sc = amax > 0.0f ? amax / 448.0f : 1.0f, inv = 1.0f / sc;
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                int64_t c = (int64_t)(i * NR_THREADS + threadIdx.x) * 4;
+                uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(v[i][0] * inv, v[i][1] * inv), __NV_SATFINITE, __NV_E4M3);
+                uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(v[i][2] * inv, v[i][3] * inv), __NV_SATFINITE, __NV_E4M3);
+                *(uint32_t *)(a.q + base + c) = lo | (hi << 16);
+            }
+            if (threadIdx.x == 0)
+                a.qscale[r] = sc;
+        } else if (a.y.dtype == AU_F32) {
+#pragma unroll
+            for (int i = 0; i < V; i++)
+                *(float4 *)((float *)a.y.data + base + (int64_t)(i * NR_THREADS + threadIdx.x) * 4) =
+                    make_float4(v[i][0], v[i][1], v[i][2], v[i][3]);
+        } else {
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                __nv_bfloat162 p0 = __floats2bfloat162_rn(v[i][0], v[i][1]), p1 = __floats2bfloat162_rn(v[i][2], v[i][3]);
+                uint2 u = make_uint2(*(uint32_t *)&p0, *(uint32_t *)&p1);
+                *(uint2 *)((__nv_bfloat16 *)a.y.data + base + (int64_t)(i * NR_THREADS + threadIdx.x) * 4) = u;
+            }
+        }
+        __syncthreads(); /* red is reused by the next row */
+    }
+}
+
+template <int V> static void norm_reg_launch(const norm_args &a, int grid, cudaStream_t s) {
+    norm_reg_kernel<V><<<grid, NR_THREADS, 0, s>>>(a);
+}
+
+typedef void (*norm_reg_fn)(const norm_args &, int, cudaStream_t);
+static const norm_reg_fn norm_reg_table[16] = {
+    norm_reg_launch<1>,  norm_reg_launch<2>,  norm_reg_launch<3>,  norm_reg_launch<4>,
+    norm_reg_launch<5>,  norm_reg_launch<6>,  norm_reg_launch<7>,  norm_reg_launch<8>,
+    norm_reg_launch<9>,  norm_reg_launch<10>, norm_reg_launch<11>, norm_reg_launch<12>,
+    norm_reg_launch<13>, norm_reg_launch<14>, norm_reg_launch<15>, norm_reg_launch<16>,
+};
+
+static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_tensor *x, const au_tensor *w,
                        const au_tensor *b, const au_tensor *shift, const au_tensor *scale, float eps, int rms,
                        au_err *err) {
@@ -119,9 +230,17 @@ static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_te
     a.shift = shift ? (const float *)shift->data : NULL;
     a.scale = scale ? (const float *)scale->data : NULL;
     a.rows = rows, a.dim = dim, a.eps = eps, a.rms = rms;
-    int threads = dim >= 2048 ? 512 : (dim >= 512 ? 256 : 128);
     int grid = (int)(rows < 65535 * 8 ? rows : 65535 * 8);
-    norm_rows_kernel<<<grid, threads, 0, cs->stream>>>(a);
+    int fast = dim % (4 * NR_THREADS) == 0 && dim / (4 * NR_THREADS) <= 16 &&
+               (x->dtype == AU_F32 || x->dtype == AU_BF16) && aligned16(x->data) && aligned16(y->data) &&
+               (!w || aligned16(w->data)) && (!b || aligned16(b->data)) && (!shift || aligned16(shift->data)) &&
+               (!scale || aligned16(scale->data));
+    if (fast) {
+        norm_reg_table[dim / (4 * NR_THREADS) - 1](a, grid, cs->stream);
+    } else {
+        int threads = dim >= 2048 ? 512 : (dim >= 512 ? 256 : 128);
+        norm_rows_kernel<<<grid, threads, 0, cs->stream>>>(a);
+    }
     CUDA_LAUNCHED();
     return 0;
 }
@@ -182,6 +301,19 @@ __global__ static void rope_kernel(cu_ref x, const float *cossin, int64_t n_pair
     }
 }
 
+/* bf16 x, two pairs (8 bytes) per thread, 32-bit indices; half (pairs per head) even. */
+__global__ static void rope_bf16_kernel(uint2 *x, const float4 *cossin, int quads, int row_pairs, int half) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < quads; i += gridDim.x * blockDim.x) {
+        int p = 2 * i, t = p / row_pairs, pp = (p % row_pairs) % half;
+        float4 cs = cossin[(t * half + pp) / 2];
+        uint2 u = x[i];
+        float2 a = __bfloat1622float2(*(__nv_bfloat162 *)&u.x), b = __bfloat1622float2(*(__nv_bfloat162 *)&u.y);
+        __nv_bfloat162 ra = __floats2bfloat162_rn(a.x * cs.x - a.y * cs.y, a.x * cs.y + a.y * cs.x);
+        __nv_bfloat162 rb = __floats2bfloat162_rn(b.x * cs.z - b.y * cs.w, b.x * cs.w + b.y * cs.z);
+        x[i] = make_uint2(*(uint32_t *)&ra, *(uint32_t *)&rb);
+    }
+}
+
 int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err) {
     const char *op = "rope";
     TRY_RC(cuda_check_writable(op, "x", x, 0, err));
@@ -193,9 +325,17 @@ int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads
         return au_errf(err, AU_EINVAL,
                        "%s: x %s, cossin %s, %d heads: expected x [n, H*D] with D even and cossin [n, D/2, 2] f32", op,
                        au_shape_str(x, sx, sizeof sx), au_shape_str(cossin, sc, sizeof sc), n_heads);
-    int64_t pairs = au_numel(x) / 2;
+    int64_t pairs = au_numel(x) / 2, half = row / n_heads / 2;
     if (pairs == 0)
         return 0;
+    if (x->dtype == AU_BF16 && half % 2 == 0 && ((uintptr_t)x->data & 7) == 0 && aligned16(cossin->data) &&
+        pairs < ((int64_t)1 << 31)) {
+        int quads = (int)(pairs / 2);
+        rope_bf16_kernel<<<cu_grid(quads, 256), 256, 0, cuda_of(be)->stream>>>(
+            (uint2 *)x->data, (const float4 *)cossin->data, quads, (int)(row / 2), (int)half);
+        CUDA_LAUNCHED();
+        return 0;
+    }
     rope_kernel<<<cu_grid(pairs, 256), 256, 0, cuda_of(be)->stream>>>(cu_ref_of(x), (const float *)cossin->data, pairs,
                                                                         row / 2, row / n_heads / 2);
     CUDA_LAUNCHED();

@@ -63,6 +63,14 @@ static void test_binary(tctx *T) {
         MUST(be_add_gated(T->cpu, &x.c, &y.c, NULL, err));
         compare(T, "add_gated f32 += bf16, no gate", &x, 0);
     }
+    {
+        pair x = in_pair(T, AU_F32, SHAPE(5, 7, 6), 1.0f), y = in_pair(T, AU_F32, SHAPE(5, 7, 6), 1.0f);
+        pair g = in_pair(T, AU_F32, SHAPE(6), 1.0f);
+        au_err err = {0};
+        CHECK(be_add_gated(T->gpu, &x.g, &y.g, &g.g, &err) == 0, "%s", err.msg);
+        MUST(be_add_gated(T->cpu, &x.c, &y.c, &g.c, err));
+        compare(T, "add_gated f32 += f32 * gate, rows of 6", &x, 0);
+    }
 }
 
 static void test_unary(tctx *T) {

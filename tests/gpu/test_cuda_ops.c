@@ -205,15 +205,18 @@ static void test_conv3d(tctx *T) {
 static void test_norms(tctx *T) {
     char what[160];
     au_dtype gi = T->gpu->gemm_in_dtype;
-    /* DiT norm1/norm2: LN(x) (1 + scale) + shift, f32 residual into the gemm input */
-    {
-        pair x = in_pair(T, AU_F32, SHAPE(37, 256), 3.0f);
-        pair sh = in_pair(T, AU_F32, SHAPE(256), 0.5f), sc = in_pair(T, AU_F32, SHAPE(256), 0.5f);
-        pair y = out_pair(T, gi, SHAPE(37, 256));
+    /* DiT norm1/norm2: LN(x) (1 + scale) + shift, f32 residual into the gemm input; 256 takes
+     * the generic row kernel, 1536 the registers one */
+    static const int64_t dims[2] = {256, 1536};
+    for (int i = 0; i < 2; i++) {
+        int64_t d = dims[i];
+        pair x = in_pair(T, AU_F32, SHAPE(37, d), 3.0f);
+        pair sh = in_pair(T, AU_F32, SHAPE(d), 0.5f), sc = in_pair(T, AU_F32, SHAPE(d), 0.5f);
+        pair y = out_pair(T, gi, SHAPE(37, d));
         au_err err = {0};
         CHECK(be_layernorm(T->gpu, &y.g, &x.g, NULL, NULL, &sh.g, &sc.g, 1e-6f, &err) == 0, "%s", err.msg);
         MUST(be_layernorm(T->cpu, &y.c, &x.c, NULL, NULL, &sh.c, &sc.c, 1e-6f, err));
-        snprintf(what, sizeof what, "layernorm modulated f32 -> %s", dt_name(gi));
+        snprintf(what, sizeof what, "layernorm modulated f32 [37,%lld] -> %s", (long long)d, dt_name(gi));
         compare(T, what, &y, 0);
     }
     /* norm3: affine LN, float32 throughout */
@@ -237,22 +240,26 @@ static void test_norms(tctx *T) {
         compare(T, "layernorm in place bf16", &x, 0);
     }
     /* q/k RMSNorm in place on bf16, the UMT5 pre-norm into the gemm input, f32 */
-    {
-        pair x = in_pair(T, AU_BF16, SHAPE(37, 256), 2.0f);
-        pair w = in_pair(T, AU_F32, SHAPE(256), 1.0f);
+    for (int i = 0; i < 2; i++) {
+        int64_t d = dims[i];
+        pair x = in_pair(T, AU_BF16, SHAPE(37, d), 2.0f);
+        pair w = in_pair(T, AU_F32, SHAPE(d), 1.0f);
         au_err err = {0};
         CHECK(be_rmsnorm(T->gpu, &x.g, &x.g, &w.g, 1e-6f, &err) == 0, "%s", err.msg);
         MUST(be_rmsnorm(T->cpu, &x.c, &x.c, &w.c, 1e-6f, err));
-        compare(T, "rmsnorm in place bf16", &x, 0);
+        snprintf(what, sizeof what, "rmsnorm in place bf16 [37,%lld]", (long long)d);
+        compare(T, what, &x, 0);
     }
-    {
-        pair x = in_pair(T, AU_BF16, SHAPE(19, 64), 2.0f);
-        pair w = in_pair(T, AU_F32, SHAPE(64), 1.0f);
-        pair y = out_pair(T, gi, SHAPE(19, 64));
+    static const int64_t rdims[2] = {64, 4096};
+    for (int i = 0; i < 2; i++) {
+        int64_t d = rdims[i];
+        pair x = in_pair(T, AU_BF16, SHAPE(19, d), 2.0f);
+        pair w = in_pair(T, AU_F32, SHAPE(d), 1.0f);
+        pair y = out_pair(T, gi, SHAPE(19, d));
         au_err err = {0};
         CHECK(be_rmsnorm(T->gpu, &y.g, &x.g, &w.g, 1e-6f, &err) == 0, "%s", err.msg);
         MUST(be_rmsnorm(T->cpu, &y.c, &x.c, &w.c, 1e-6f, err));
-        snprintf(what, sizeof what, "rmsnorm bf16 -> %s", dt_name(gi));
+        snprintf(what, sizeof what, "rmsnorm bf16 [19,%lld] -> %s", (long long)d, dt_name(gi));
         compare(T, what, &y, 0);
     }
     {
