@@ -18,27 +18,18 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "wan_dit.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 static int json_int(json_t *root, const char *key) {
     json_t *v = json_object_get(root, key);
-    CHECK(json_is_integer(v), "config.json: %s missing or not an integer", key);
+    REQUIRE(json_is_integer(v), "config.json: %s missing or not an integer", key);
     return (int)json_integer_value(v);
 }
 
 static void read_config(const char *path, dit_config *cfg) {
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
-    CHECK(root, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    REQUIRE(root, "%s: %s (line %d)", path, jerr.text, jerr.line);
     memset(cfg, 0, sizeof *cfg);
     cfg->dim = json_int(root, "dim");
     cfg->ffn_dim = json_int(root, "ffn_dim");
@@ -50,7 +41,7 @@ static void read_config(const char *path, dit_config *cfg) {
     cfg->text_len = json_int(root, "text_len");
     cfg->text_dim = json_int(root, "text_dim");
     json_t *patch = json_object_get(root, "patch_size");
-    CHECK(json_is_array(patch) && json_array_size(patch) == 3, "config.json: patch_size must be 3 integers");
+    REQUIRE(json_is_array(patch) && json_array_size(patch) == 3, "config.json: patch_size must be 3 integers");
     for (int i = 0; i < 3; i++)
         cfg->patch[i] = (int)json_integer_value(json_array_get(patch, (size_t)i));
     json_t *eps = json_object_get(root, "eps");
@@ -61,10 +52,10 @@ static void read_config(const char *path, dit_config *cfg) {
 /* Host float32 copy of an io tensor. */
 static float *host_f32(const st_set *io, const char *name, const au_tensor **t_out) {
     const au_tensor *t = st_get(io, name);
-    CHECK(t, "io.safetensors: tensor %s missing", name);
+    REQUIRE(t, "io.safetensors: tensor %s missing", name);
     float *p = malloc(au_numel(t) * sizeof(float) + 1);
-    CHECK(p, "out of memory");
-    CHECK(au_convert_to_f32(p, t->data, t->dtype, au_numel(t)) == 0, "%s: dtype %s", name, au_dtype_name(t->dtype));
+    REQUIRE(p, "out of memory");
+    REQUIRE(au_convert_to_f32(p, t->data, t->dtype, au_numel(t)) == 0, "%s: dtype %s", name, au_dtype_name(t->dtype));
     *t_out = t;
     return p;
 }
@@ -99,20 +90,20 @@ int main(void) {
     read_config(cfg_path, &cfg);
     au_err err = {0};
     st_set *st = NULL, *io = NULL;
-    CHECK(st_open(&st, w_path, &err) == 0, "%s", err.msg);
-    CHECK(st_open(&io, io_path, &err) == 0, "%s", err.msg);
+    REQUIRE(st_open(&st, w_path, &err) == 0, "%s", err.msg);
+    REQUIRE(st_open(&io, io_path, &err) == 0, "%s", err.msg);
 
     /* The shapes must say what config.json says (num_heads only when head size is 128). */
     int rc = dit_config_infer(st, &inferred, &err);
     if (cfg.dim % 128 == 0) {
-        CHECK(rc == 0, "infer: %s", err.msg);
-        CHECK(inferred.num_heads == cfg.num_heads, "inferred num_heads %d, config %d", inferred.num_heads,
+        REQUIRE(rc == 0, "infer: %s", err.msg);
+        REQUIRE(inferred.num_heads == cfg.num_heads, "inferred num_heads %d, config %d", inferred.num_heads,
               cfg.num_heads);
     } else {
-        CHECK(rc == AU_EUNSUPPORTED, "infer with dim %d must ask for num_heads: %s", cfg.dim, err.msg);
+        REQUIRE(rc == AU_EUNSUPPORTED, "infer with dim %d must ask for num_heads: %s", cfg.dim, err.msg);
     }
     if (rc == 0)
-        CHECK(inferred.dim == cfg.dim && inferred.ffn_dim == cfg.ffn_dim && inferred.freq_dim == cfg.freq_dim &&
+        REQUIRE(inferred.dim == cfg.dim && inferred.ffn_dim == cfg.ffn_dim && inferred.freq_dim == cfg.freq_dim &&
                   inferred.num_layers == cfg.num_layers && inferred.in_dim == cfg.in_dim &&
                   inferred.out_dim == cfg.out_dim && inferred.text_dim == cfg.text_dim &&
                   !memcmp(inferred.patch, cfg.patch, sizeof cfg.patch),
@@ -121,39 +112,39 @@ int main(void) {
     const au_tensor *tx, *tt, *tc, *texp;
     float *x = host_f32(io, "x", &tx), *tv = host_f32(io, "t", &tt), *ctx = host_f32(io, "context", &tc);
     float *expect = host_f32(io, "out", &texp);
-    CHECK(au_numel(tt) == 1, "t must hold one value");
+    REQUIRE(au_numel(tt) == 1, "t must hold one value");
     char b1[96], b2[96], b3[96];
     printf("golden: x %s, t %g, context %s, out %s; dim %d, %d layers, %d heads\n", au_shape_str(tx, b1, sizeof b1),
            tv[0], au_shape_str(tc, b2, sizeof b2), au_shape_str(texp, b3, sizeof b3), cfg.dim, cfg.num_layers,
            cfg.num_heads);
 
     au_backend *be = NULL;
-    CHECK(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
+    REQUIRE(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
     wan_dit *d = NULL;
-    CHECK(dit_load(&d, be, st, &cfg, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_load(&d, be, st, &cfg, &err) == 0, "%s", err.msg);
     au_arena *job = be_arena_create(be, 1 << 20), *act = be_arena_create(be, 1 << 20);
-    CHECK(job && act, "arenas");
+    REQUIRE(job && act, "arenas");
     au_tensor dx, dctx, dout;
-    CHECK(be_arena_tensor(job, AU_F32, tx->ndim, tx->shape, &dx, &err) == 0, "%s", err.msg);
-    CHECK(be_arena_tensor(job, AU_F32, tc->ndim, tc->shape, &dctx, &err) == 0, "%s", err.msg);
-    CHECK(be_arena_tensor(job, AU_F32, texp->ndim, texp->shape, &dout, &err) == 0, "%s", err.msg);
-    CHECK(be_upload(be, &dx, x, &err) == 0 && be_upload(be, &dctx, ctx, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(job, AU_F32, tx->ndim, tx->shape, &dx, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(job, AU_F32, tc->ndim, tc->shape, &dctx, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(job, AU_F32, texp->ndim, texp->shape, &dout, &err) == 0, "%s", err.msg);
+    REQUIRE(be_upload(be, &dx, x, &err) == 0 && be_upload(be, &dctx, ctx, &err) == 0, "%s", err.msg);
 
     double t0 = now_s();
     dit_text *text = NULL;
-    CHECK(dit_prepare_text(d, job, &dctx, &text, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_prepare_text(d, job, &dctx, &text, &err) == 0, "%s", err.msg);
     double t1 = now_s();
-    CHECK(dit_forward(d, act, &dx, tv[0], text, &dout, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_forward(d, act, &dx, tv[0], text, &dout, &err) == 0, "%s", err.msg);
     int64_t n = au_numel(texp);
     float *got = malloc(n * sizeof(float));
-    CHECK(got, "out of memory");
-    CHECK(be_download(be, got, &dout, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
+    REQUIRE(got, "out of memory");
+    REQUIRE(be_download(be, got, &dout, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
     double t2 = now_s();
 
     double max_diff = 0, max_ref = 0;
     int64_t worst = 0;
     for (int64_t i = 0; i < n; i++) {
-        CHECK(isfinite(got[i]), "out[%lld] = %g", (long long)i, got[i]);
+        REQUIRE(isfinite(got[i]), "out[%lld] = %g", (long long)i, got[i]);
         double diff = fabs((double)got[i] - expect[i]);
         if (diff > max_diff) {
             max_diff = diff;
@@ -165,8 +156,8 @@ int main(void) {
     printf("dit parity: max rel error %.3g (max |diff| %.3g at %lld: got %.6g, want %.6g; max |ref| %.3g)\n", rel,
            max_diff, (long long)worst, got[worst], expect[worst], max_ref);
     printf("cpu time: prepare_text %.3f s, forward %.3f s\n", t1 - t0, t2 - t1);
-    CHECK(max_ref > 0, "golden output is all zeros");
-    CHECK(rel < 1e-4, "max rel error %.3g >= 1e-4", rel);
+    REQUIRE(max_ref > 0, "golden output is all zeros");
+    REQUIRE(rel < 1e-4, "max rel error %.3g >= 1e-4", rel);
 
     dit_text_free(text);
     dit_free(d);

@@ -13,19 +13,9 @@
 
 #include "pipeline.h"
 #include "safetensors.h"
+#include "check.h"
 
 #define GOLDEN "tests/golden/pipeline"
-
-static int failures;
-#define CHECK(cond, ...)                                                                                          \
-    do {                                                                                                          \
-        if (!(cond)) {                                                                                            \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                                  \
-            fprintf(stderr, __VA_ARGS__);                                                                         \
-            fprintf(stderr, "\n");                                                                                \
-            failures++;                                                                                           \
-        }                                                                                                         \
-    } while (0)
 
 static void compare_frames(const char *what, const au_video *v, const au_tensor *golden) {
     CHECK(v->n_frames == golden->shape[0] && v->height == golden->shape[1] && v->width == golden->shape[2],

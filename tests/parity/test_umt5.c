@@ -21,16 +21,7 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "umt5.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 /* The first of the keys present in cfg as a number; returns 0 if none is. */
 static int json_number(json_t *cfg, const char *const *keys, double *out) {
@@ -67,10 +58,10 @@ static void check_config(json_t *j, const umt5_config *c) {
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
         double v;
         if (!json_number(j, rows[i].keys, &v)) {
-            CHECK(!rows[i].required, "config.json lacks %s", rows[i].keys[0]);
+            REQUIRE(!rows[i].required, "config.json lacks %s", rows[i].keys[0]);
             continue;
         }
-        CHECK(fabs(v - rows[i].inferred) <= 1e-6 * fabs(v), "config.json %s = %g, inferred from shapes %g",
+        REQUIRE(fabs(v - rows[i].inferred) <= 1e-6 * fabs(v), "config.json %s = %g, inferred from shapes %g",
               rows[i].keys[0], v, rows[i].inferred);
     }
 }
@@ -102,12 +93,12 @@ static void golden_cut(const st_set *io, const st_set *st, const umt5_config *c,
     char name[32];
     snprintf(name, sizeof name, "block.%d", layer);
     const au_tensor *x = st_get(io, name);
-    CHECK(x && x->dtype == AU_F32 && au_numel(x) == (int64_t)n * c->dim, "%s: expected f32 [%d, %d]", name, n,
+    REQUIRE(x && x->dtype == AU_F32 && au_numel(x) == (int64_t)n * c->dim, "%s: expected f32 [%d, %d]", name, n,
           c->dim);
     const au_tensor *w = st_get(st, "encoder.final_layer_norm.weight");
-    CHECK(w && au_numel(w) == c->dim, "encoder.final_layer_norm.weight missing");
+    REQUIRE(w && au_numel(w) == c->dim, "encoder.final_layer_norm.weight missing");
     float *gamma = malloc(sizeof(float) * (size_t)c->dim);
-    CHECK(gamma && au_convert_to_f32(gamma, w->data, w->dtype, c->dim) == 0, "final norm weight");
+    REQUIRE(gamma && au_convert_to_f32(gamma, w->data, w->dtype, c->dim) == 0, "final norm weight");
     const float *xs = x->data;
     for (int i = 0; i < n; i++) {
         const float *row = xs + (size_t)i * c->dim;
@@ -128,14 +119,14 @@ static void encode_cut(au_backend *be, const st_set *st, const umt5_config *full
     umt5_config c = *full;
     c.num_layers = n_layers;
     umt5 *m = NULL;
-    CHECK(umt5_load(&m, be, st, &c, &err) == 0, "%s", err.msg);
+    REQUIRE(umt5_load(&m, be, st, &c, &err) == 0, "%s", err.msg);
     au_arena *act = be_arena_create(be, 1 << 20), *outs = be_arena_create(be, 1 << 20);
-    CHECK(act && outs, "arena");
+    REQUIRE(act && outs, "arena");
     int64_t shape[2] = {n, c.dim};
     au_tensor out;
-    CHECK(be_arena_tensor(outs, AU_F32, 2, shape, &out, &err) == 0, "%s", err.msg);
-    CHECK(umt5_encode(m, act, ids, n, &out, &err) == 0, "%s", err.msg);
-    CHECK(be_download(be, got, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(outs, AU_F32, 2, shape, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(umt5_encode(m, act, ids, n, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(be_download(be, got, &out, &err) == 0, "%s", err.msg);
     be_arena_destroy(act);
     be_arena_destroy(outs);
     umt5_free(m);
@@ -156,56 +147,56 @@ int main(void) {
     au_err err = {0};
     json_error_t jerr;
     json_t *jcfg = json_load_file(cfg_path, 0, &jerr);
-    CHECK(jcfg && json_is_object(jcfg), "%s: %s", cfg_path, jerr.text);
+    REQUIRE(jcfg && json_is_object(jcfg), "%s: %s", cfg_path, jerr.text);
     st_set *st = NULL, *io = NULL;
-    CHECK(st_open(&st, w_path, &err) == 0, "%s", err.msg);
-    CHECK(st_open(&io, io_path, &err) == 0, "%s", err.msg);
+    REQUIRE(st_open(&st, w_path, &err) == 0, "%s", err.msg);
+    REQUIRE(st_open(&io, io_path, &err) == 0, "%s", err.msg);
 
     umt5_config cfg;
-    CHECK(umt5_config_infer(st, &cfg, &err) == 0, "%s", err.msg);
+    REQUIRE(umt5_config_infer(st, &cfg, &err) == 0, "%s", err.msg);
     check_config(jcfg, &cfg);
     printf("config: vocab %d dim %d d_kv %d heads %d ffn %d layers %d buckets %d\n", cfg.vocab, cfg.dim,
            cfg.d_kv, cfg.num_heads, cfg.ffn_dim, cfg.num_layers, cfg.num_buckets);
 
     const au_tensor *ids_t = st_get(io, "ids"), *ctx_t = st_get(io, "context");
-    CHECK(ids_t && ctx_t, "io.safetensors needs ids and context");
-    CHECK(ids_t->dtype == AU_I32 && ids_t->ndim == 1, "ids must be int32 [L]");
+    REQUIRE(ids_t && ctx_t, "io.safetensors needs ids and context");
+    REQUIRE(ids_t->dtype == AU_I32 && ids_t->ndim == 1, "ids must be int32 [L]");
     int n = (int)ids_t->shape[0];
-    CHECK(ctx_t->dtype == AU_F32 && ctx_t->ndim == 2 && ctx_t->shape[0] == n && ctx_t->shape[1] == cfg.dim,
+    REQUIRE(ctx_t->dtype == AU_F32 && ctx_t->ndim == 2 && ctx_t->shape[0] == n && ctx_t->shape[1] == cfg.dim,
           "context must be f32 [%d, %d]", n, cfg.dim);
     const float *expect = ctx_t->data;
 
     au_backend *be = NULL;
-    CHECK(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
+    REQUIRE(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
     umt5 *m = NULL;
-    CHECK(umt5_load(&m, be, st, &cfg, &err) == 0, "%s", err.msg);
+    REQUIRE(umt5_load(&m, be, st, &cfg, &err) == 0, "%s", err.msg);
     au_arena *act = be_arena_create(be, 1 << 20), *outs = be_arena_create(be, 1 << 20);
-    CHECK(act && outs, "arena");
+    REQUIRE(act && outs, "arena");
     int64_t shape[2] = {n, cfg.dim};
     au_tensor out;
-    CHECK(be_arena_tensor(outs, AU_F32, 2, shape, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(outs, AU_F32, 2, shape, &out, &err) == 0, "%s", err.msg);
 
     double t0 = now_seconds();
-    CHECK(umt5_encode(m, act, ids_t->data, n, &out, &err) == 0, "%s", err.msg);
-    CHECK(be_sync(be, &err) == 0, "%s", err.msg);
+    REQUIRE(umt5_encode(m, act, ids_t->data, n, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(be_sync(be, &err) == 0, "%s", err.msg);
     double seconds = now_seconds() - t0;
     uint64_t allocs = be_arena_chunk_allocs(act);
 
     float *got = malloc(sizeof(float) * (size_t)n * cfg.dim);
-    CHECK(got, "out of memory");
-    CHECK(be_download(be, got, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(got, "out of memory");
+    REQUIRE(be_download(be, got, &out, &err) == 0, "%s", err.msg);
 
     /* Layer by layer first, so that a failure names the first block that diverges: the
      * model cut after block k, against the golden's block k output with the final norm. */
     float *cut = malloc(sizeof(float) * (size_t)n * cfg.dim), *cut_ref = malloc(sizeof(float) * (size_t)n * cfg.dim);
-    CHECK(cut && cut_ref, "out of memory");
+    REQUIRE(cut && cut_ref, "out of memory");
     for (int k = 0; k < cfg.num_layers - 1; k++) {
         encode_cut(be, st, &cfg, k + 1, ids_t->data, n, cut);
         golden_cut(io, st, &cfg, k, n, cut_ref);
         int worst = 0;
         double rel = max_rel_error(cut, cut_ref, (int64_t)n * cfg.dim, cfg.dim, &worst);
         printf("after block %d: max rel error %.3g (worst token %d)\n", k, rel, worst);
-        CHECK(rel < 1e-4, "block %d diverges: max rel error %g >= 1e-4", k, rel);
+        REQUIRE(rel < 1e-4, "block %d diverges: max rel error %g >= 1e-4", k, rel);
     }
     free(cut);
     free(cut_ref);
@@ -214,15 +205,15 @@ int main(void) {
     double rel = max_rel_error(got, expect, (int64_t)n * cfg.dim, cfg.dim, &worst);
     printf("umt5 %d tokens, %d blocks: max rel error %.3g (worst token %d), %.3f s\n", n, cfg.num_layers, rel,
            worst, seconds);
-    CHECK(rel < 1e-4, "max rel error %g >= 1e-4", rel);
+    REQUIRE(rel < 1e-4, "max rel error %g >= 1e-4", rel);
 
     /* A second identical encode allocates nothing and repeats the result exactly. */
     float *again = malloc(sizeof(float) * (size_t)n * cfg.dim);
-    CHECK(again, "out of memory");
-    CHECK(umt5_encode(m, act, ids_t->data, n, &out, &err) == 0, "%s", err.msg);
-    CHECK(be_download(be, again, &out, &err) == 0, "%s", err.msg);
-    CHECK(be_arena_chunk_allocs(act) == allocs, "second encode allocated");
-    CHECK(!memcmp(got, again, sizeof(float) * (size_t)n * cfg.dim), "second encode differs");
+    REQUIRE(again, "out of memory");
+    REQUIRE(umt5_encode(m, act, ids_t->data, n, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(be_download(be, again, &out, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_chunk_allocs(act) == allocs, "second encode allocated");
+    REQUIRE(!memcmp(got, again, sizeof(float) * (size_t)n * cfg.dim), "second encode differs");
 
     free(got);
     free(again);

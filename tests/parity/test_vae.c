@@ -19,23 +19,14 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "wan_vae.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 static int json_int_array(json_t *root, const char *key, int *out, int max) {
     json_t *a = json_object_get(root, key);
-    CHECK(json_is_array(a) && (int)json_array_size(a) <= max, "config.json: %s must be an array of <= %d", key, max);
+    REQUIRE(json_is_array(a) && (int)json_array_size(a) <= max, "config.json: %s must be an array of <= %d", key, max);
     for (size_t i = 0; i < json_array_size(a); i++) {
         json_t *e = json_array_get(a, i);
-        CHECK(json_is_integer(e) || json_is_boolean(e), "config.json: %s[%zu] not an integer", key, i);
+        REQUIRE(json_is_integer(e) || json_is_boolean(e), "config.json: %s[%zu] not an integer", key, i);
         out[i] = json_is_boolean(e) ? json_is_true(e) : (int)json_integer_value(e);
     }
     return (int)json_array_size(a);
@@ -44,22 +35,22 @@ static int json_int_array(json_t *root, const char *key, int *out, int max) {
 static void read_config(const char *path, vae_config *cfg) {
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
-    CHECK(root, "%s: %s (line %d)", path, jerr.text, jerr.line);
+    REQUIRE(root, "%s: %s (line %d)", path, jerr.text, jerr.line);
     vae_config_default(cfg);
     json_t *dim = json_object_get(root, "dim"), *z = json_object_get(root, "z_dim");
     json_t *nres = json_object_get(root, "num_res_blocks");
-    CHECK(json_is_integer(dim) && json_is_integer(z) && json_is_integer(nres), "config.json: dim, z_dim, num_res_blocks");
+    REQUIRE(json_is_integer(dim) && json_is_integer(z) && json_is_integer(nres), "config.json: dim, z_dim, num_res_blocks");
     cfg->dim = (int)json_integer_value(dim);
     cfg->z_dim = (int)json_integer_value(z);
     cfg->num_res_blocks = (int)json_integer_value(nres);
     cfg->n_mult = json_int_array(root, "dim_mult", cfg->dim_mult, 4);
-    CHECK(json_int_array(root, "temperal_downsample", cfg->temporal_downsample, 3) == cfg->n_mult - 1,
+    REQUIRE(json_int_array(root, "temperal_downsample", cfg->temporal_downsample, 3) == cfg->n_mult - 1,
           "config.json: temperal_downsample needs n_mult - 1 entries");
     const char *stats[2] = {"latents_mean", "latents_std"};
     float *dst[2] = {cfg->mean, cfg->std};
     for (int k = 0; k < 2; k++) {
         json_t *a = json_object_get(root, stats[k]);
-        CHECK(json_is_array(a) && (int)json_array_size(a) == cfg->z_dim, "config.json: %s needs z_dim values", stats[k]);
+        REQUIRE(json_is_array(a) && (int)json_array_size(a) == cfg->z_dim, "config.json: %s needs z_dim values", stats[k]);
         for (int i = 0; i < cfg->z_dim; i++)
             dst[k][i] = (float)json_number_value(json_array_get(a, (size_t)i));
     }
@@ -69,10 +60,10 @@ static void read_config(const char *path, vae_config *cfg) {
 /* Host float32 copy of an io tensor. */
 static float *host_f32(const st_set *io, const char *name, const au_tensor **t_out) {
     const au_tensor *t = st_get(io, name);
-    CHECK(t, "io.safetensors: tensor %s missing", name);
+    REQUIRE(t, "io.safetensors: tensor %s missing", name);
     float *p = malloc(au_numel(t) * sizeof(float) + 1);
-    CHECK(p, "out of memory");
-    CHECK(au_convert_to_f32(p, t->data, t->dtype, au_numel(t)) == 0, "%s: dtype %s", name, au_dtype_name(t->dtype));
+    REQUIRE(p, "out of memory");
+    REQUIRE(au_convert_to_f32(p, t->data, t->dtype, au_numel(t)) == 0, "%s: dtype %s", name, au_dtype_name(t->dtype));
     *t_out = t;
     return p;
 }
@@ -87,7 +78,7 @@ static double rel_err(const float *got, const float *want, int64_t n, int64_t *w
     double max_d = 0, max_b = 0;
     for (int64_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - want[i]);
-        CHECK(isfinite(got[i]), "element %lld is not finite", (long long)i);
+        REQUIRE(isfinite(got[i]), "element %lld is not finite", (long long)i);
         if (d > max_d) {
             max_d = d;
             *worst = i;
@@ -102,8 +93,8 @@ static double rel_err(const float *got, const float *want, int64_t n, int64_t *w
 static au_tensor to_device(au_backend *be, au_arena *a, const au_tensor *t, const float *host) {
     au_tensor d;
     au_err err = {0};
-    CHECK(be_arena_tensor(a, AU_F32, t->ndim, t->shape, &d, &err) == 0, "%s", err.msg);
-    CHECK(be_upload(be, &d, host, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(a, AU_F32, t->ndim, t->shape, &d, &err) == 0, "%s", err.msg);
+    REQUIRE(be_upload(be, &d, host, &err) == 0, "%s", err.msg);
     return d;
 }
 
@@ -128,10 +119,10 @@ int main(void) {
     read_config(cfg_path, &cfg);
     au_err err = {0};
     st_set *st = NULL, *io = NULL;
-    CHECK(st_open(&st, w_path, &err) == 0, "%s", err.msg);
-    CHECK(st_open(&io, io_path, &err) == 0, "%s", err.msg);
-    CHECK(vae_config_infer(st, &inferred, &err) == 0, "%s", err.msg);
-    CHECK(inferred.dim == cfg.dim && inferred.z_dim == cfg.z_dim, "inferred dim %d z_dim %d, config %d %d",
+    REQUIRE(st_open(&st, w_path, &err) == 0, "%s", err.msg);
+    REQUIRE(st_open(&io, io_path, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_config_infer(st, &inferred, &err) == 0, "%s", err.msg);
+    REQUIRE(inferred.dim == cfg.dim && inferred.z_dim == cfg.z_dim, "inferred dim %d z_dim %d, config %d %d",
           inferred.dim, inferred.z_dim, cfg.dim, cfg.z_dim);
 
     const au_tensor *tz, *tv, *tvi, *tzo;
@@ -143,56 +134,56 @@ int main(void) {
            cfg.dim);
 
     au_backend *be = NULL;
-    CHECK(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
+    REQUIRE(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
     wan_vae *v = NULL;
-    CHECK(vae_load(&v, be, st, &cfg, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_load(&v, be, st, &cfg, &err) == 0, "%s", err.msg);
     au_arena *job = be_arena_create(be, 1 << 20), *act = be_arena_create(be, 1 << 20);
-    CHECK(job && act, "arenas");
+    REQUIRE(job && act, "arenas");
 
     /* decode */
     au_tensor dz = to_device(be, job, tz, z), dvideo;
-    CHECK(be_arena_tensor(job, AU_F32, tv->ndim, tv->shape, &dvideo, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(job, AU_F32, tv->ndim, tv->shape, &dvideo, &err) == 0, "%s", err.msg);
     double t0 = now_s();
-    CHECK(vae_decode(v, act, &dz, &dvideo, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_decode(v, act, &dz, &dvideo, &err) == 0, "%s", err.msg);
     double t_dec = now_s() - t0;
     int64_t n = au_numel(tv), worst = 0;
     float *got = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
-    CHECK(got && again, "out of memory");
-    CHECK(be_download(be, got, &dvideo, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
+    REQUIRE(got && again, "out of memory");
+    REQUIRE(be_download(be, got, &dvideo, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
     double e_dec = rel_err(got, video, n, &worst);
     printf("decode: max rel err %.3g (worst element %lld: %g vs %g), %.3f s\n", e_dec, (long long)worst, got[worst],
            video[worst], t_dec);
-    CHECK(e_dec < 1e-4, "decode error %.3g >= 1e-4", e_dec);
+    REQUIRE(e_dec < 1e-4, "decode error %.3g >= 1e-4", e_dec);
 
     /* a second identical decode: same frames, no backend allocation */
     vae_mem_stats m0, m1;
     vae_get_mem_stats(v, &m0);
     uint64_t allocs = be_arena_chunk_allocs(act);
-    CHECK(be_fill(be, &dvideo, 7.0f, &err) == 0, "%s", err.msg);
-    CHECK(vae_decode(v, act, &dz, &dvideo, &err) == 0, "%s", err.msg);
-    CHECK(be_download(be, again, &dvideo, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
+    REQUIRE(be_fill(be, &dvideo, 7.0f, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_decode(v, act, &dz, &dvideo, &err) == 0, "%s", err.msg);
+    REQUIRE(be_download(be, again, &dvideo, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
     vae_get_mem_stats(v, &m1);
-    CHECK(!memcmp(got, again, n * sizeof(float)), "second decode differs");
-    CHECK(be_arena_chunk_allocs(act) == allocs, "second decode allocated %llu act chunks",
+    REQUIRE(!memcmp(got, again, n * sizeof(float)), "second decode differs");
+    REQUIRE(be_arena_chunk_allocs(act) == allocs, "second decode allocated %llu act chunks",
           (unsigned long long)(be_arena_chunk_allocs(act) - allocs));
-    CHECK(m1.cache_allocs == m0.cache_allocs, "second decode allocated cache chunks");
+    REQUIRE(m1.cache_allocs == m0.cache_allocs, "second decode allocated cache chunks");
     printf("decode memory: chunk %zu bytes, caches %zu bytes, weights %zu bytes\n", m1.chunk_bytes, m1.cache_bytes,
            m1.weight_bytes);
 
     /* encode */
     au_tensor dvi = to_device(be, job, tvi, video_in), dzo;
-    CHECK(be_arena_tensor(job, AU_F32, tzo->ndim, tzo->shape, &dzo, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(job, AU_F32, tzo->ndim, tzo->shape, &dzo, &err) == 0, "%s", err.msg);
     t0 = now_s();
-    CHECK(vae_encode(v, act, &dvi, &dzo, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_encode(v, act, &dvi, &dzo, &err) == 0, "%s", err.msg);
     double t_enc = now_s() - t0;
     int64_t nz = au_numel(tzo);
     float *gz = malloc(nz * sizeof(float));
-    CHECK(gz, "out of memory");
-    CHECK(be_download(be, gz, &dzo, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
+    REQUIRE(gz, "out of memory");
+    REQUIRE(be_download(be, gz, &dzo, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
     double e_enc = rel_err(gz, z_out, nz, &worst);
     printf("encode: max rel err %.3g (worst element %lld: %g vs %g), %.3f s\n", e_enc, (long long)worst, gz[worst],
            z_out[worst], t_enc);
-    CHECK(e_enc < 1e-4, "encode error %.3g >= 1e-4", e_enc);
+    REQUIRE(e_enc < 1e-4, "encode error %.3g >= 1e-4", e_enc);
 
     free(z);
     free(video);

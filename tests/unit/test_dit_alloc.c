@@ -23,16 +23,7 @@
 #include "rope.h"
 #include "safetensors.h"
 #include "wan_dit.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 enum { D = 256, HEADS = 2, HD = D / HEADS, FFN = 512, FREQ = 64, CIN = 4, COUT = 4, TXT = 32, LAYERS = 2 };
 enum { TEXT_LEN = 512, PT = 1, PH = 2, PW = 2, PV = PT * PH * PW };
@@ -71,7 +62,7 @@ static void wnew(float center, float spread, int ndim, const int64_t *shape, con
     for (int i = 0; i < ndim; i++)
         n *= (w->shape[i] = shape[i]);
     w->data = malloc((size_t)n * sizeof(float));
-    CHECK(w->data, "out of memory");
+    REQUIRE(w->data, "out of memory");
     for (int64_t i = 0; i < n; i++)
         w->data[i] = center + spread * urand();
 }
@@ -85,7 +76,7 @@ static const float *wget(const char *fmt, ...) {
     for (int i = 0; i < n_weights; i++)
         if (!strcmp(weights[i].name, name))
             return weights[i].data;
-    CHECK(0, "test weight %s missing", name);
+    REQUIRE(0, "test weight %s missing", name);
     return NULL;
 }
 
@@ -142,7 +133,7 @@ static void write_weights(const char *path, const char *skip, const char *reshap
         n++;
     }
     au_err err = {0};
-    CHECK(st_write(path, e, n, NULL, &err) == 0, "st_write %s: %s", path, err.msg);
+    REQUIRE(st_write(path, e, n, NULL, &err) == 0, "st_write %s: %s", path, err.msg);
 }
 
 /* ---- plain double-precision forward over the same weights ---- */
@@ -214,7 +205,7 @@ static void ref_rope(double *x) {
 }
 static void ref_attention(double *o, const double *q, int nq, const double *k, const double *v, int nk) {
     double *p = malloc((size_t)nk * sizeof *p);
-    CHECK(p, "out of memory");
+    REQUIRE(p, "out of memory");
     for (int h = 0; h < HEADS; h++)
         for (int i = 0; i < nq; i++) {
             double mx = -INFINITY, sum = 0;
@@ -247,7 +238,7 @@ static void ref_forward(const float *x, double t, const float *ctx, double *out)
     double *tc = calloc((size_t)TEXT_LEN * D, sizeof(double)), *tk = calloc((size_t)TEXT_LEN * D, sizeof(double));
     double *tv = calloc((size_t)TEXT_LEN * D, sizeof(double)), *ho = calloc((size_t)NTOK * COUT * PV, sizeof(double));
     double sinus[FREQ], e1[D], e[D], es[D], e0[6 * D], m[6 * D], n2[2 * D];
-    CHECK(tok && hs && y && q && k && v && a && f && txt && th && tc && tk && tv && ho, "out of memory");
+    REQUIRE(tok && hs && y && q && k && v && a && f && txt && th && tc && tk && tv && ho, "out of memory");
     /* patches: column (c, kt, kh, kw) */
     for (int gf = 0; gf < GF; gf++)
         for (int gh = 0; gh < GH; gh++)
@@ -336,14 +327,14 @@ static void ref_forward(const float *x, double t, const float *ctx, double *out)
 static void test_rope_table(void) {
     int pairs[3];
     rope_axis_pairs(128, pairs);
-    CHECK(pairs[0] == 22 && pairs[1] == 21 && pairs[2] == 21, "128 -> %d/%d/%d", pairs[0], pairs[1], pairs[2]);
+    REQUIRE(pairs[0] == 22 && pairs[1] == 21 && pairs[2] == 21, "128 -> %d/%d/%d", pairs[0], pairs[1], pairs[2]);
     rope_axis_pairs(16, pairs);
-    CHECK(pairs[0] == 4 && pairs[1] == 2 && pairs[2] == 2, "16 -> %d/%d/%d", pairs[0], pairs[1], pairs[2]);
+    REQUIRE(pairs[0] == 4 && pairs[1] == 2 && pairs[2] == 2, "16 -> %d/%d/%d", pairs[0], pairs[1], pairs[2]);
 
     enum { F = 3, H = 4, W = 6 };
     float *tab = malloc(sizeof(float) * F * H * W * 128);
     au_err err = {0};
-    CHECK(tab && rope_wan_table(tab, F, H, W, 128, 10000.0, &err) == 0, "%s", err.msg);
+    REQUIRE(tab && rope_wan_table(tab, F, H, W, 128, 10000.0, &err) == 0, "%s", err.msg);
     /* token (f, h, w) = (2, 3, 5): pair -> expected angle */
     const float *row = tab + (size_t)((2 * H + 3) * W + 5) * 128;
     struct {
@@ -356,21 +347,21 @@ static void test_rope_table(void) {
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const float *cs = row + 2 * want[i].pair;
-        CHECK(fabs(cs[0] - cos(want[i].angle)) < 1e-7 && fabs(cs[1] - sin(want[i].angle)) < 1e-7,
+        REQUIRE(fabs(cs[0] - cos(want[i].angle)) < 1e-7 && fabs(cs[1] - sin(want[i].angle)) < 1e-7,
               "pair %d: (%g, %g) vs angle %g", want[i].pair, cs[0], cs[1], want[i].angle);
     }
     /* token 0 is the identity rotation */
     for (int j = 0; j < 64; j++)
-        CHECK(tab[2 * j] == 1.0f && tab[2 * j + 1] == 0.0f, "token 0 pair %d", j);
-    CHECK(rope_wan_table(tab, 1, 1025, 1, 128, 10000.0, &err) == AU_EUNSUPPORTED && strstr(err.msg, "height"),
+        REQUIRE(tab[2 * j] == 1.0f && tab[2 * j + 1] == 0.0f, "token 0 pair %d", j);
+    REQUIRE(rope_wan_table(tab, 1, 1025, 1, 128, 10000.0, &err) == AU_EUNSUPPORTED && strstr(err.msg, "height"),
           "grid 1025 accepted: %s", err.msg);
     free(tab);
 
     float emb[256];
     dit_time_sinusoid(emb, 256, 500.0);
-    CHECK(fabs(emb[0] - cos(500.0)) < 1e-7 && fabs(emb[128] - sin(500.0)) < 1e-7, "sinusoid i=0");
+    REQUIRE(fabs(emb[0] - cos(500.0)) < 1e-7 && fabs(emb[128] - sin(500.0)) < 1e-7, "sinusoid i=0");
     double a = 500.0 * pow(10000.0, -37.0 / 128);
-    CHECK(fabs(emb[37] - cos(a)) < 1e-7 && fabs(emb[128 + 37] - sin(a)) < 1e-7, "sinusoid i=37");
+    REQUIRE(fabs(emb[37] - cos(a)) < 1e-7 && fabs(emb[128 + 37] - sin(a)) < 1e-7, "sinusoid i=37");
     printf("rope table and time sinusoid: ok\n");
 }
 
@@ -378,14 +369,14 @@ static void test_rope_table(void) {
 static au_tensor upload(au_backend *be, au_arena *a, const float *host, int ndim, const int64_t *shape) {
     au_tensor t;
     au_err err = {0};
-    CHECK(be_arena_tensor(a, AU_F32, ndim, shape, &t, &err) == 0, "%s", err.msg);
-    CHECK(be_upload(be, &t, host, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(a, AU_F32, ndim, shape, &t, &err) == 0, "%s", err.msg);
+    REQUIRE(be_upload(be, &t, host, &err) == 0, "%s", err.msg);
     return t;
 }
 
 static void download(au_backend *be, float *host, const au_tensor *t) {
     au_err err = {0};
-    CHECK(be_download(be, host, t, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
+    REQUIRE(be_download(be, host, t, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
 }
 
 /* dit_load on a file written with one tensor left out or misshapen must fail naming it. */
@@ -395,12 +386,12 @@ static void expect_load_error(au_backend *be, const char *path, const char *skip
     st_set *st = NULL;
     wan_dit *d = NULL;
     au_err err = {0};
-    CHECK(st_open(&st, path, &err) == 0, "%s", err.msg);
-    CHECK(dit_load(&d, be, st, cfg, &err) < 0, "bad file accepted (skip %s, reshape %s)", skip, reshape);
+    REQUIRE(st_open(&st, path, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_load(&d, be, st, cfg, &err) < 0, "bad file accepted (skip %s, reshape %s)", skip, reshape);
     const char *name = skip ? skip : reshape;
     printf("%s tensor: %s\n", skip ? "missing" : "misshapen", err.msg);
-    CHECK(strstr(err.msg, name), "error does not name %s: %s", name, err.msg);
-    CHECK(d == NULL, "model returned on error");
+    REQUIRE(strstr(err.msg, name), "error does not name %s: %s", name, err.msg);
+    REQUIRE(d == NULL, "model returned on error");
     st_close(st);
 }
 
@@ -408,7 +399,7 @@ int main(void) {
     test_rope_table();
 
     char dir[] = "/tmp/test_dit_XXXXXX", path[256], bad[256];
-    CHECK(mkdtemp(dir), "mkdtemp");
+    REQUIRE(mkdtemp(dir), "mkdtemp");
     snprintf(path, sizeof path, "%s/dit.safetensors", dir);
     snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
     make_weights();
@@ -416,12 +407,12 @@ int main(void) {
 
     au_backend *be = NULL;
     au_err err = {0};
-    CHECK(be_cpu_create(&be, 0, &err) == 0, "be_cpu_create: %s", err.msg);
+    REQUIRE(be_cpu_create(&be, 0, &err) == 0, "be_cpu_create: %s", err.msg);
     st_set *st = NULL;
-    CHECK(st_open(&st, path, &err) == 0, "%s", err.msg);
+    REQUIRE(st_open(&st, path, &err) == 0, "%s", err.msg);
     dit_config cfg;
-    CHECK(dit_config_infer(st, &cfg, &err) == 0, "infer: %s", err.msg);
-    CHECK(cfg.dim == D && cfg.ffn_dim == FFN && cfg.freq_dim == FREQ && cfg.num_heads == HEADS &&
+    REQUIRE(dit_config_infer(st, &cfg, &err) == 0, "infer: %s", err.msg);
+    REQUIRE(cfg.dim == D && cfg.ffn_dim == FFN && cfg.freq_dim == FREQ && cfg.num_heads == HEADS &&
               cfg.num_layers == LAYERS && cfg.in_dim == CIN && cfg.out_dim == COUT && cfg.text_len == TEXT_LEN &&
               cfg.text_dim == TXT && cfg.patch[0] == PT && cfg.patch[1] == PH && cfg.patch[2] == PW &&
               cfg.eps == 1e-6f,
@@ -429,8 +420,8 @@ int main(void) {
           cfg.ffn_dim, cfg.freq_dim, cfg.num_heads, cfg.num_layers, cfg.in_dim, cfg.out_dim, cfg.text_len,
           cfg.text_dim, cfg.patch[0], cfg.patch[1], cfg.patch[2]);
     wan_dit *d = NULL;
-    CHECK(dit_load(&d, be, st, &cfg, &err) == 0, "dit_load: %s", err.msg);
-    CHECK(dit_get_config(d)->num_layers == LAYERS, "config copy");
+    REQUIRE(dit_load(&d, be, st, &cfg, &err) == 0, "dit_load: %s", err.msg);
+    REQUIRE(dit_get_config(d)->num_layers == LAYERS, "config copy");
 
     /* inputs */
     const int64_t xs[4] = {CIN, LF, LH, LW}, os[4] = {COUT, LF, LH, LW}, cs[2] = {L_CTX, TXT};
@@ -438,7 +429,7 @@ int main(void) {
     float *x = malloc(sizeof(float) * n_x), ctx[L_CTX * TXT], ctx2[L_CTX * TXT];
     float *o1 = malloc(sizeof(float) * n_out), *o2 = malloc(sizeof(float) * n_out);
     double *ref = malloc(sizeof(double) * n_out);
-    CHECK(x && o1 && o2 && ref, "out of memory");
+    REQUIRE(x && o1 && o2 && ref, "out of memory");
     for (int i = 0; i < n_x; i++)
         x[i] = 1.5f * urand();
     for (int i = 0; i < L_CTX * TXT; i++) {
@@ -446,72 +437,72 @@ int main(void) {
         ctx2[i] = urand();
     }
     au_arena *job = be_arena_create(be, 1 << 20), *act = be_arena_create(be, 1 << 16);
-    CHECK(job && act, "arenas");
+    REQUIRE(job && act, "arenas");
     au_tensor tx = upload(be, job, x, 4, xs), tctx = upload(be, job, ctx, 2, cs), tctx2 = upload(be, job, ctx2, 2, cs);
     au_tensor tout;
-    CHECK(be_arena_tensor(job, AU_F32, 4, os, &tout, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(job, AU_F32, 4, os, &tout, &err) == 0, "%s", err.msg);
     dit_text *text = NULL, *text2 = NULL;
-    CHECK(dit_prepare_text(d, job, &tctx, &text, &err) == 0, "prepare_text: %s", err.msg);
-    CHECK(dit_prepare_text(d, job, &tctx2, &text2, &err) == 0, "prepare_text: %s", err.msg);
+    REQUIRE(dit_prepare_text(d, job, &tctx, &text, &err) == 0, "prepare_text: %s", err.msg);
+    REQUIRE(dit_prepare_text(d, job, &tctx2, &text2, &err) == 0, "prepare_text: %s", err.msg);
 
     /* forward vs the double reference */
     const float t = 637.5f;
-    CHECK(dit_forward(d, act, &tx, t, text, &tout, &err) == 0, "forward: %s", err.msg);
+    REQUIRE(dit_forward(d, act, &tx, t, text, &tout, &err) == 0, "forward: %s", err.msg);
     download(be, o1, &tout);
     ref_forward(x, t, ctx, ref);
     double max_diff = 0, max_ref = 0, sum_sq = 0;
     for (int i = 0; i < n_out; i++) {
-        CHECK(isfinite(o1[i]), "out[%d] = %g", i, o1[i]);
+        REQUIRE(isfinite(o1[i]), "out[%d] = %g", i, o1[i]);
         max_diff = fmax(max_diff, fabs(o1[i] - ref[i]));
         max_ref = fmax(max_ref, fabs(ref[i]));
         sum_sq += ref[i] * ref[i];
     }
     printf("forward vs double reference: max rel error %.3g (max |ref| %.3g, rms %.3g)\n", max_diff / max_ref,
            max_ref, sqrt(sum_sq / n_out));
-    CHECK(max_ref > 0.1, "reference output degenerate");
-    CHECK(max_diff / max_ref < 1e-4, "rel error %g", max_diff / max_ref);
+    REQUIRE(max_ref > 0.1, "reference output degenerate");
+    REQUIRE(max_diff / max_ref < 1e-4, "rel error %g", max_diff / max_ref);
 
     /* second identical forward: no allocation, same bits */
     uint64_t chunks = be_arena_chunk_allocs(act);
     size_t used = be_arena_used(act);
-    CHECK(dit_forward(d, act, &tx, t, text, &tout, &err) == 0, "forward 2: %s", err.msg);
+    REQUIRE(dit_forward(d, act, &tx, t, text, &tout, &err) == 0, "forward 2: %s", err.msg);
     download(be, o2, &tout);
-    CHECK(be_arena_chunk_allocs(act) == chunks, "second forward allocated: %llu -> %llu chunks",
+    REQUIRE(be_arena_chunk_allocs(act) == chunks, "second forward allocated: %llu -> %llu chunks",
           (unsigned long long)chunks, (unsigned long long)be_arena_chunk_allocs(act));
-    CHECK(be_arena_used(act) == used, "arena use %zu -> %zu", used, be_arena_used(act));
-    CHECK(!memcmp(o1, o2, sizeof(float) * n_out), "second forward differs");
+    REQUIRE(be_arena_used(act) == used, "arena use %zu -> %zu", used, be_arena_used(act));
+    REQUIRE(!memcmp(o1, o2, sizeof(float) * n_out), "second forward differs");
     printf("second forward: no allocation (%llu chunks, %zu bytes used), bit-identical\n",
            (unsigned long long)chunks, used);
 
     /* timestep and prompt reach the output */
-    CHECK(dit_forward(d, act, &tx, 120.0f, text, &tout, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_forward(d, act, &tx, 120.0f, text, &tout, &err) == 0, "%s", err.msg);
     download(be, o2, &tout);
-    CHECK(memcmp(o1, o2, sizeof(float) * n_out), "timestep ignored");
-    CHECK(dit_forward(d, act, &tx, t, text2, &tout, &err) == 0, "%s", err.msg);
+    REQUIRE(memcmp(o1, o2, sizeof(float) * n_out), "timestep ignored");
+    REQUIRE(dit_forward(d, act, &tx, t, text2, &tout, &err) == 0, "%s", err.msg);
     download(be, o2, &tout);
-    CHECK(memcmp(o1, o2, sizeof(float) * n_out), "prompt ignored");
-    CHECK(be_arena_chunk_allocs(act) == chunks, "same shapes, other inputs allocated");
+    REQUIRE(memcmp(o1, o2, sizeof(float) * n_out), "prompt ignored");
+    REQUIRE(be_arena_chunk_allocs(act) == chunks, "same shapes, other inputs allocated");
 
     /* bad inputs */
     const int64_t odd[4] = {CIN, LF, LH - 1, LW}, wrong_out[4] = {COUT, LF, LH, LW + 2};
     au_tensor bx, bo;
-    CHECK(be_arena_tensor(job, AU_F32, 4, odd, &bx, &err) == 0, "%s", err.msg);
-    CHECK(dit_forward(d, act, &bx, t, text, &tout, &err) == AU_EINVAL, "odd H accepted");
+    REQUIRE(be_arena_tensor(job, AU_F32, 4, odd, &bx, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_forward(d, act, &bx, t, text, &tout, &err) == AU_EINVAL, "odd H accepted");
     printf("odd H: %s\n", err.msg);
-    CHECK(be_arena_tensor(job, AU_F32, 4, wrong_out, &bo, &err) == 0, "%s", err.msg);
-    CHECK(dit_forward(d, act, &tx, t, text, &bo, &err) == AU_EINVAL && strstr(err.msg, "out"), "wrong out: %s",
+    REQUIRE(be_arena_tensor(job, AU_F32, 4, wrong_out, &bo, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_forward(d, act, &tx, t, text, &bo, &err) == AU_EINVAL && strstr(err.msg, "out"), "wrong out: %s",
           err.msg);
     printf("wrong out: %s\n", err.msg);
     dit_text *in_act = NULL;
-    CHECK(dit_prepare_text(d, act, &tctx, &in_act, &err) == 0, "%s", err.msg);
-    CHECK(dit_forward(d, act, &tx, t, in_act, &tout, &err) == AU_EINVAL && strstr(err.msg, "arena"),
+    REQUIRE(dit_prepare_text(d, act, &tctx, &in_act, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_forward(d, act, &tx, t, in_act, &tout, &err) == AU_EINVAL && strstr(err.msg, "arena"),
           "text in act arena accepted: %s", err.msg);
     printf("text in act arena: %s\n", err.msg);
     const int64_t long_ctx[2] = {TEXT_LEN + 1, TXT};
     au_tensor tlong;
     dit_text *bad_text = NULL;
-    CHECK(be_arena_tensor(job, AU_F32, 2, long_ctx, &tlong, &err) == 0, "%s", err.msg);
-    CHECK(dit_prepare_text(d, job, &tlong, &bad_text, &err) == AU_EINVAL && !bad_text, "513 text rows accepted");
+    REQUIRE(be_arena_tensor(job, AU_F32, 2, long_ctx, &tlong, &err) == 0, "%s", err.msg);
+    REQUIRE(dit_prepare_text(d, job, &tlong, &bad_text, &err) == AU_EINVAL && !bad_text, "513 text rows accepted");
     printf("long context: %s\n", err.msg);
 
     /* misshapen and missing tensors */

@@ -19,16 +19,7 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "umt5.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 enum { VOCAB = 57, DIM = 24, HEADS = 3, DKV = 5, INNER = HEADS * DKV, FFN = 40, LAYERS = 2, BUCKETS = 32 };
 enum { N_TOKENS = 37 };
@@ -74,7 +65,7 @@ static float rand_uniform(void) { /* [-1, 1) */
 }
 static float *rand_array(int64_t n, float center, float spread) {
     float *p = malloc((size_t)n * sizeof *p);
-    CHECK(p, "out of memory");
+    REQUIRE(p, "out of memory");
     for (int64_t i = 0; i < n; i++)
         p[i] = center + spread * rand_uniform();
     return p;
@@ -145,7 +136,7 @@ static void write_file(const char *path, const weights *w, int naming, const cha
         e[kept++] = e[i];
     }
     au_err err = {0};
-    CHECK(st_write(path, e, kept, NULL, &err) == 0, "st_write %s: %s", path, err.msg);
+    REQUIRE(st_write(path, e, kept, NULL, &err) == 0, "st_write %s: %s", path, err.msg);
 }
 
 /* Plain double-precision encoder over the same weights: out [n, DIM]. */
@@ -171,7 +162,7 @@ static void reference_encode(const weights *w, const int32_t *ids, int n, double
     double *v = calloc((size_t)n * INNER, sizeof *v), *a = calloc((size_t)n * INNER, sizeof *a);
     double *g = calloc(FFN, sizeof *g), *f = calloc(FFN, sizeof *f), *tmp = calloc(DIM, sizeof *tmp);
     double *p = calloc((size_t)n, sizeof *p);
-    CHECK(x && h && q && k && v && a && g && f && tmp && p, "out of memory");
+    REQUIRE(x && h && q && k && v && a && g && f && tmp && p, "out of memory");
     for (int i = 0; i < n; i++)
         for (int c = 0; c < DIM; c++)
             x[i * DIM + c] = w->embed[(size_t)ids[i] * DIM + c];
@@ -237,19 +228,19 @@ static int load_and_encode(au_backend *be, const char *path, const int32_t *ids,
         goto done;
     act = be_arena_create(be, 1 << 16);
     io = be_arena_create(be, 1 << 16);
-    CHECK(act && io, "arena");
+    REQUIRE(act && io, "arena");
     int64_t shape[2] = {n, DIM};
     au_tensor out;
-    CHECK(be_arena_tensor(io, AU_F32, 2, shape, &out, err) == 0, "%s", err->msg);
+    REQUIRE(be_arena_tensor(io, AU_F32, 2, shape, &out, err) == 0, "%s", err->msg);
     if ((rc = umt5_encode(m, act, ids, n, &out, err)) < 0)
         goto done;
     uint64_t allocs = be_arena_chunk_allocs(act);
     if ((rc = umt5_encode(m, act, ids, n, &out, err)) < 0)
         goto done;
-    CHECK(be_arena_chunk_allocs(act) == allocs, "second encode allocated: %llu -> %llu chunks",
+    REQUIRE(be_arena_chunk_allocs(act) == allocs, "second encode allocated: %llu -> %llu chunks",
           (unsigned long long)allocs, (unsigned long long)be_arena_chunk_allocs(act));
-    CHECK(be_download(be, host_out, &out, err) == 0, "%s", err->msg);
-    CHECK(be_sync(be, err) == 0, "%s", err->msg);
+    REQUIRE(be_download(be, host_out, &out, err) == 0, "%s", err->msg);
+    REQUIRE(be_sync(be, err) == 0, "%s", err->msg);
 done:
     be_arena_destroy(act);
     be_arena_destroy(io);
@@ -262,24 +253,24 @@ static void test_buckets(void) {
     /* From the reference formula (torch, float32): first distance of each bucket 8..15. */
     static const int first_of_bucket[8] = {8, 12, 16, 23, 32, 46, 64, 91};
     for (int d = 0; d < 8; d++) {
-        CHECK(umt5_relative_bucket(-d, 32, 128) == d, "rel %d", -d);
-        CHECK(umt5_relative_bucket(d, 32, 128) == (d ? 16 + d : 0), "rel %d", d);
+        REQUIRE(umt5_relative_bucket(-d, 32, 128) == d, "rel %d", -d);
+        REQUIRE(umt5_relative_bucket(d, 32, 128) == (d ? 16 + d : 0), "rel %d", d);
     }
     for (int b = 0; b < 8; b++) {
         int d = first_of_bucket[b];
-        CHECK(umt5_relative_bucket(-d, 32, 128) == 8 + b, "rel %d -> %d", -d, umt5_relative_bucket(-d, 32, 128));
-        CHECK(umt5_relative_bucket(d, 32, 128) == 24 + b, "rel %d", d);
-        CHECK(umt5_relative_bucket(-(d - 1), 32, 128) == 7 + b, "rel %d", -(d - 1));
+        REQUIRE(umt5_relative_bucket(-d, 32, 128) == 8 + b, "rel %d -> %d", -d, umt5_relative_bucket(-d, 32, 128));
+        REQUIRE(umt5_relative_bucket(d, 32, 128) == 24 + b, "rel %d", d);
+        REQUIRE(umt5_relative_bucket(-(d - 1), 32, 128) == 7 + b, "rel %d", -(d - 1));
     }
-    CHECK(umt5_relative_bucket(-100000, 32, 128) == 15, "far left");
-    CHECK(umt5_relative_bucket(100000, 32, 128) == 31, "far right");
+    REQUIRE(umt5_relative_bucket(-100000, 32, 128) == 15, "far left");
+    REQUIRE(umt5_relative_bucket(100000, 32, 128) == 31, "far right");
 }
 
 int main(void) {
     test_buckets();
 
     char dir[] = "/tmp/test_umt5_XXXXXX";
-    CHECK(mkdtemp(dir), "mkdtemp");
+    REQUIRE(mkdtemp(dir), "mkdtemp");
     char path[3][256], bad[256];
     for (int i = 0; i < 3; i++)
         snprintf(path[i], sizeof path[i], "%s/naming%d.safetensors", dir, i);
@@ -292,7 +283,7 @@ int main(void) {
 
     au_backend *be = NULL;
     au_err err = {0};
-    CHECK(be_cpu_create(&be, 1, &err) == 0, "be_cpu_create: %s", err.msg);
+    REQUIRE(be_cpu_create(&be, 1, &err) == 0, "be_cpu_create: %s", err.msg);
 
     int32_t ids[N_TOKENS];
     for (int i = 0; i < N_TOKENS; i++)
@@ -303,23 +294,23 @@ int main(void) {
     umt5_config cfg[3];
     for (int i = 0; i < 3; i++) {
         out[i] = malloc(sizeof(float) * N_TOKENS * DIM);
-        CHECK(out[i], "out of memory");
-        CHECK(load_and_encode(be, path[i], ids, N_TOKENS, out[i], &cfg[i], &err) == 0, "naming %d: %s", i,
+        REQUIRE(out[i], "out of memory");
+        REQUIRE(load_and_encode(be, path[i], ids, N_TOKENS, out[i], &cfg[i], &err) == 0, "naming %d: %s", i,
               err.msg);
     }
     const umt5_config *c = &cfg[0];
-    CHECK(c->vocab == VOCAB && c->dim == DIM && c->d_kv == DKV && c->num_heads == HEADS && c->ffn_dim == FFN &&
+    REQUIRE(c->vocab == VOCAB && c->dim == DIM && c->d_kv == DKV && c->num_heads == HEADS && c->ffn_dim == FFN &&
               c->num_layers == LAYERS && c->num_buckets == BUCKETS && c->max_distance == 128 && c->eps == 1e-6f,
           "inferred config: vocab %d dim %d d_kv %d heads %d ffn %d layers %d buckets %d", c->vocab, c->dim,
           c->d_kv, c->num_heads, c->ffn_dim, c->num_layers, c->num_buckets);
     for (int i = 1; i < 3; i++) {
-        CHECK(!memcmp(&cfg[i], &cfg[0], sizeof cfg[0]), "naming %d infers another config", i);
-        CHECK(!memcmp(out[i], out[0], sizeof(float) * N_TOKENS * DIM), "naming %d gives other outputs", i);
+        REQUIRE(!memcmp(&cfg[i], &cfg[0], sizeof cfg[0]), "naming %d infers another config", i);
+        REQUIRE(!memcmp(out[i], out[0], sizeof(float) * N_TOKENS * DIM), "naming %d gives other outputs", i);
     }
     printf("three namings: identical config and outputs\n");
 
     double *ref = malloc(sizeof(double) * N_TOKENS * DIM);
-    CHECK(ref, "out of memory");
+    REQUIRE(ref, "out of memory");
     reference_encode(&w, ids, N_TOKENS, ref);
     double max_diff = 0, max_ref = 0;
     for (int i = 0; i < N_TOKENS * DIM; i++) {
@@ -327,7 +318,7 @@ int main(void) {
         max_ref = fmax(max_ref, fabs(ref[i]));
     }
     printf("against the double reference: max rel error %.3g (max |ref| %.3g)\n", max_diff / max_ref, max_ref);
-    CHECK(max_diff / max_ref < 1e-5, "rel error %g", max_diff / max_ref);
+    REQUIRE(max_diff / max_ref < 1e-5, "rel error %g", max_diff / max_ref);
     /* The bias matters: moving the last token changes the first row. */
     int32_t ids2[N_TOKENS];
     memcpy(ids2, ids, sizeof ids);
@@ -335,37 +326,37 @@ int main(void) {
     ids2[N_TOKENS - 1] = ids[0];
     umt5_config c2;
     float *out2 = malloc(sizeof(float) * N_TOKENS * DIM);
-    CHECK(out2, "out of memory");
-    CHECK(load_and_encode(be, path[2], ids2, N_TOKENS, out2, &c2, &err) == 0, "%s", err.msg);
-    CHECK(memcmp(out2 + DIM, out[0] + DIM, sizeof(float) * DIM), "row 1 ignores token positions");
+    REQUIRE(out2, "out of memory");
+    REQUIRE(load_and_encode(be, path[2], ids2, N_TOKENS, out2, &c2, &err) == 0, "%s", err.msg);
+    REQUIRE(memcmp(out2 + DIM, out[0] + DIM, sizeof(float) * DIM), "row 1 ignores token positions");
 
     /* A missing tensor fails naming it, under either naming. */
     write_file(bad, &w, NAMING_WAN, "blocks.1.ffn.fc1.weight", NULL);
-    CHECK(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "missing fc1 accepted");
+    REQUIRE(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "missing fc1 accepted");
     printf("missing tensor: %s\n", err.msg);
-    CHECK(strstr(err.msg, "blocks.1.ffn.fc1.weight") || strstr(err.msg, "block.1.layer.1.DenseReluDense.wi_1"),
+    REQUIRE(strstr(err.msg, "blocks.1.ffn.fc1.weight") || strstr(err.msg, "block.1.layer.1.DenseReluDense.wi_1"),
           "error does not name the tensor: %s", err.msg);
     write_file(bad, &w, NAMING_HF_SHARED, "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight",
                NULL);
-    CHECK(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "missing bias accepted");
+    REQUIRE(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "missing bias accepted");
     printf("missing tensor: %s\n", err.msg);
-    CHECK(strstr(err.msg, "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"),
+    REQUIRE(strstr(err.msg, "encoder.block.1.layer.0.SelfAttention.relative_attention_bias.weight"),
           "error does not name the tensor: %s", err.msg);
     write_file(bad, &w, NAMING_HF_SHARED, "encoder.final_layer_norm.weight", NULL);
-    CHECK(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "missing final norm accepted");
+    REQUIRE(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "missing final norm accepted");
     printf("missing tensor: %s\n", err.msg);
-    CHECK(strstr(err.msg, "final_layer_norm") || strstr(err.msg, "norm.weight"), "error: %s", err.msg);
+    REQUIRE(strstr(err.msg, "final_layer_norm") || strstr(err.msg, "norm.weight"), "error: %s", err.msg);
     write_file(bad, &w, NAMING_WAN, NULL, "blocks.0.attn.o.weight");
-    CHECK(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "misshapen o accepted");
+    REQUIRE(load_and_encode(be, bad, ids, N_TOKENS, out2, &c2, &err) < 0, "misshapen o accepted");
     printf("wrong shape: %s\n", err.msg);
-    CHECK(strstr(err.msg, "blocks.0.attn.o.weight") || strstr(err.msg, "block.0.layer.0.SelfAttention.o"),
+    REQUIRE(strstr(err.msg, "blocks.0.attn.o.weight") || strstr(err.msg, "block.0.layer.0.SelfAttention.o"),
           "error does not name the tensor: %s", err.msg);
 
     /* A token id outside the vocabulary is refused, naming the position. */
     ids2[5] = VOCAB;
-    CHECK(load_and_encode(be, path[0], ids2, N_TOKENS, out2, &c2, &err) == AU_EINVAL, "bad id accepted");
+    REQUIRE(load_and_encode(be, path[0], ids2, N_TOKENS, out2, &c2, &err) == AU_EINVAL, "bad id accepted");
     printf("bad id: %s\n", err.msg);
-    CHECK(strstr(err.msg, "token 5"), "error: %s", err.msg);
+    REQUIRE(strstr(err.msg, "token 5"), "error: %s", err.msg);
 
     for (int i = 0; i < 3; i++) {
         unlink(path[i]);

@@ -25,16 +25,7 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "wan_vae.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, "\n");                                                                 \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "check.h"
 
 enum { DIM = 4, Z = 16, NRES = 2, NMULT = 4, LAT_H = 4, LAT_W = 6, F = 4 };
 static const int mult[NMULT] = {1, 2, 4, 4};
@@ -53,7 +44,7 @@ static int n_tensors;
 
 static void add(const char *prefix, const char *suffix, int ndim, int64_t a, int64_t b, int64_t c, int64_t d,
                 int64_t e) {
-    CHECK(n_tensors < 512, "tensor list full");
+    REQUIRE(n_tensors < 512, "tensor list full");
     tdesc *t = &tensors[n_tensors++];
     snprintf(t->name, sizeof t->name, "%s%s", prefix, suffix);
     int64_t s[5] = {a, b, c, d, e};
@@ -160,11 +151,11 @@ static void check_listed(const char *name, int ndim, const int64_t *shape, void 
     int found = 0;
     for (int i = 0; i < n_tensors && !found; i++)
         if (!strcmp(tensors[i].name, name)) {
-            CHECK(tensors[i].ndim == ndim && !memcmp(tensors[i].shape, shape, (size_t)ndim * sizeof *shape),
+            REQUIRE(tensors[i].ndim == ndim && !memcmp(tensors[i].shape, shape, (size_t)ndim * sizeof *shape),
                   "vae_list_tensors: %s has another shape", name);
             found = 1;
         }
-    CHECK(found, "vae_list_tensors: unexpected tensor %s", name);
+    REQUIRE(found, "vae_list_tensors: unexpected tensor %s", name);
     listed++;
 }
 
@@ -188,7 +179,7 @@ static int64_t numel(const tdesc *t) {
 /* Write the VAE without tensor `skip` (or NULL) and with `misshape`'s first dim + 1 (or NULL). */
 static void write_vae(const char *path, const char *skip, const char *misshape) {
     st_entry *e = calloc((size_t)n_tensors, sizeof *e);
-    CHECK(e, "out of memory");
+    REQUIRE(e, "out of memory");
     int n = 0;
     for (int i = 0; i < n_tensors; i++) {
         tdesc *t = &tensors[i];
@@ -202,7 +193,7 @@ static void write_vae(const char *path, const char *skip, const char *misshape) 
         memcpy(d.shape, shape, sizeof shape);
         int64_t cnt = numel(&d), fan_in = d.ndim > 1 ? cnt / d.shape[0] : 1;
         float *p = malloc((size_t)cnt * sizeof *p);
-        CHECK(p, "out of memory");
+        REQUIRE(p, "out of memory");
         int is_gamma = strstr(t->name, "gamma") != NULL, is_bias = d.ndim == 1 && !is_gamma;
         for (int64_t k = 0; k < cnt; k++) /* gammas near 1, small biases, weights ~ 1/sqrt(fan_in) */
             p[k] = is_gamma ? 1.0f + 0.2f * rand_uniform()
@@ -212,7 +203,7 @@ static void write_vae(const char *path, const char *skip, const char *misshape) 
         n++;
     }
     au_err err = {0};
-    CHECK(st_write(path, e, n, NULL, &err) == 0, "%s", err.msg);
+    REQUIRE(st_write(path, e, n, NULL, &err) == 0, "%s", err.msg);
     for (int i = 0; i < n; i++)
         free(e[i].tensor.data);
     free(e);
@@ -227,24 +218,24 @@ static au_tensor dev_tensor(int64_t c, int64_t t, int64_t h, int64_t w, const fl
     au_err err = {0};
     au_tensor d;
     int64_t s[4] = {c, t, h, w};
-    CHECK(be_arena_tensor(job, AU_F32, 4, s, &d, &err) == 0, "%s", err.msg);
+    REQUIRE(be_arena_tensor(job, AU_F32, 4, s, &d, &err) == 0, "%s", err.msg);
     if (host)
-        CHECK(be_upload(be, &d, host, &err) == 0, "%s", err.msg);
+        REQUIRE(be_upload(be, &d, host, &err) == 0, "%s", err.msg);
     return d;
 }
 
 static float *download(const au_tensor *t) {
     au_err err = {0};
     float *p = malloc((size_t)au_numel(t) * sizeof *p);
-    CHECK(p, "out of memory");
-    CHECK(be_download(be, p, t, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
+    REQUIRE(p, "out of memory");
+    REQUIRE(be_download(be, p, t, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
     return p;
 }
 
 /* Frames [0, t) of a host [c, T, plane] array as a new [c, t, plane] array. */
 static float *first_frames(const float *x, int64_t c, int64_t T, int64_t plane, int64_t t) {
     float *p = malloc((size_t)(c * t * plane) * sizeof *p);
-    CHECK(p, "out of memory");
+    REQUIRE(p, "out of memory");
     for (int64_t i = 0; i < c; i++)
         memcpy(p + i * t * plane, x + i * T * plane, (size_t)(t * plane) * sizeof *p);
     return p;
@@ -262,14 +253,14 @@ static double frame_diff(const float *a, const float *b, int64_t c, int64_t T, i
 static float *decode(wan_vae *v, au_arena *act, const float *z, int64_t frames) {
     au_err err = {0};
     au_tensor dz = dev_tensor(Z, frames, LAT_H, LAT_W, z), dv = dev_tensor(3, 1 + 4 * (frames - 1), 8 * LAT_H, 8 * LAT_W, NULL);
-    CHECK(vae_decode(v, act, &dz, &dv, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_decode(v, act, &dz, &dv, &err) == 0, "%s", err.msg);
     return download(&dv);
 }
 
 static float *encode(wan_vae *v, au_arena *act, const float *video, int64_t frames) {
     au_err err = {0};
     au_tensor dv = dev_tensor(3, frames, 8 * LAT_H, 8 * LAT_W, video), dz = dev_tensor(Z, 1 + (frames - 1) / 4, LAT_H, LAT_W, NULL);
-    CHECK(vae_encode(v, act, &dv, &dz, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_encode(v, act, &dv, &dz, &err) == 0, "%s", err.msg);
     return download(&dz);
 }
 
@@ -282,34 +273,34 @@ int main(void) {
 
     au_err err = {0};
     st_set *st = NULL;
-    CHECK(st_open(&st, path, &err) == 0, "%s", err.msg);
+    REQUIRE(st_open(&st, path, &err) == 0, "%s", err.msg);
     vae_config cfg;
-    CHECK(vae_config_infer(st, &cfg, &err) == 0, "%s", err.msg);
-    CHECK(cfg.dim == DIM && cfg.z_dim == Z && cfg.n_mult == NMULT && cfg.num_res_blocks == NRES,
+    REQUIRE(vae_config_infer(st, &cfg, &err) == 0, "%s", err.msg);
+    REQUIRE(cfg.dim == DIM && cfg.z_dim == Z && cfg.n_mult == NMULT && cfg.num_res_blocks == NRES,
           "inferred dim %d z_dim %d", cfg.dim, cfg.z_dim);
-    CHECK(vae_list_tensors(&cfg, check_listed, NULL, &err) == 0, "%s", err.msg);
-    CHECK(listed == n_tensors, "vae_list_tensors gave %d tensors, the module definitions %d", listed, n_tensors);
+    REQUIRE(vae_list_tensors(&cfg, check_listed, NULL, &err) == 0, "%s", err.msg);
+    REQUIRE(listed == n_tensors, "vae_list_tensors gave %d tensors, the module definitions %d", listed, n_tensors);
     printf("tensor list: %d tensors, names and shapes as the module definitions\n", listed);
-    CHECK(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
+    REQUIRE(be_cpu_create(&be, 0, &err) == 0, "%s", err.msg);
     wan_vae *v = NULL;
-    CHECK(vae_load(&v, be, st, &cfg, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_load(&v, be, st, &cfg, &err) == 0, "%s", err.msg);
     job = be_arena_create(be, 1 << 20);
     au_arena *act = be_arena_create(be, 1 << 16);
-    CHECK(job && act, "arenas");
+    REQUIRE(job && act, "arenas");
 
     /* full decode: shape, range */
     const int64_t plane = 64 * LAT_H * LAT_W, lat_plane = LAT_H * LAT_W, T = 1 + 4 * (F - 1);
     float *z = malloc(Z * F * lat_plane * sizeof *z);
-    CHECK(z, "out of memory");
+    REQUIRE(z, "out of memory");
     for (int64_t i = 0; i < Z * F * lat_plane; i++)
         z[i] = 1.5f * rand_uniform();
     float *full = decode(v, act, z, F);
     int64_t inside = 0;
     for (int64_t i = 0; i < 3 * T * plane; i++) {
-        CHECK(isfinite(full[i]) && full[i] >= -1.0f && full[i] <= 1.0f, "video[%lld] = %g", (long long)i, full[i]);
+        REQUIRE(isfinite(full[i]) && full[i] >= -1.0f && full[i] <= 1.0f, "video[%lld] = %g", (long long)i, full[i]);
         inside += fabsf(full[i]) < 0.999f;
     }
-    CHECK(inside > 3 * T * plane / 2, "only %lld of %lld values unclipped", (long long)inside, (long long)(3 * T * plane));
+    REQUIRE(inside > 3 * T * plane / 2, "only %lld of %lld values unclipped", (long long)inside, (long long)(3 * T * plane));
     printf("decode: z [16,%d,%d,%d] -> video [3,%lld,%d,%d], %lld values unclipped\n", F, LAT_H, LAT_W, (long long)T,
            8 * LAT_H, 8 * LAT_W, (long long)inside);
 
@@ -319,13 +310,13 @@ int main(void) {
     uint64_t allocs = be_arena_chunk_allocs(act);
     float *again = decode(v, act, z, F);
     vae_get_mem_stats(v, &m1);
-    CHECK(!memcmp(full, again, 3 * T * plane * sizeof *full), "second decode differs");
-    CHECK(be_arena_chunk_allocs(act) == allocs && m1.cache_allocs == m0.cache_allocs,
+    REQUIRE(!memcmp(full, again, 3 * T * plane * sizeof *full), "second decode differs");
+    REQUIRE(be_arena_chunk_allocs(act) == allocs && m1.cache_allocs == m0.cache_allocs,
           "second decode allocated (act %llu -> %llu, caches %llu -> %llu)", (unsigned long long)allocs,
           (unsigned long long)be_arena_chunk_allocs(act), (unsigned long long)m0.cache_allocs,
           (unsigned long long)m1.cache_allocs);
-    CHECK(vae_plan_decode(v, F, LAT_H, LAT_W, &plan, &err) == 0, "%s", err.msg);
-    CHECK(plan.chunk_bytes == m1.chunk_bytes && plan.cache_bytes == m1.cache_bytes && m1.chunk_bytes > 0,
+    REQUIRE(vae_plan_decode(v, F, LAT_H, LAT_W, &plan, &err) == 0, "%s", err.msg);
+    REQUIRE(plan.chunk_bytes == m1.chunk_bytes && plan.cache_bytes == m1.cache_bytes && m1.chunk_bytes > 0,
           "plan %zu/%zu, decode used %zu/%zu", plan.chunk_bytes, plan.cache_bytes, m1.chunk_bytes, m1.cache_bytes);
     printf("memory: chunk %zu bytes, histories %zu bytes\n", m1.chunk_bytes, m1.cache_bytes);
 
@@ -337,7 +328,7 @@ int main(void) {
         double d = frame_diff(vk, ref, 3, tk, plane, 0, tk);
         printf("decode of the first %d latent frames vs the first %lld frames of the full decode: max diff %g\n", k,
                (long long)tk, d);
-        CHECK(d == 0.0, "prefix %d differs by %g", k, d);
+        REQUIRE(d == 0.0, "prefix %d differs by %g", k, d);
         free(zk);
         free(vk);
         free(ref);
@@ -345,7 +336,7 @@ int main(void) {
 
     /* the histories carry latent frame 0 into every later chunk */
     float *z2 = malloc(Z * F * lat_plane * sizeof *z2);
-    CHECK(z2, "out of memory");
+    REQUIRE(z2, "out of memory");
     memcpy(z2, z, Z * F * lat_plane * sizeof *z);
     for (int64_t c = 0; c < Z; c++)
         for (int64_t k = 0; k < lat_plane; k++)
@@ -354,25 +345,25 @@ int main(void) {
     for (int k = 1; k < F; k++) {
         double d = frame_diff(changed, full, 3, T, plane, 1 + 4 * (k - 1), 1 + 4 * k);
         printf("latent frame 0 changed: chunk %d frames move by %g\n", k, d);
-        CHECK(d > 1e-3, "chunk %d does not see latent frame 0 (diff %g)", k, d);
+        REQUIRE(d > 1e-3, "chunk %d does not see latent frame 0 (diff %g)", k, d);
     }
 
     /* encode: a prefix of the video encodes to a prefix of the latent */
     const int K = 2, TV = 1 + 4 * K;
     float *video = malloc(3 * TV * plane * sizeof *video);
-    CHECK(video, "out of memory");
+    REQUIRE(video, "out of memory");
     for (int64_t i = 0; i < 3 * TV * plane; i++)
         video[i] = rand_uniform();
     float *zf = encode(v, act, video, TV);
     for (int64_t i = 0; i < Z * (K + 1) * lat_plane; i++)
-        CHECK(isfinite(zf[i]), "z[%lld] = %g", (long long)i, zf[i]);
+        REQUIRE(isfinite(zf[i]), "z[%lld] = %g", (long long)i, zf[i]);
     for (int j = 0; j < K; j++) {
         float *vj = first_frames(video, 3, TV, plane, 1 + 4 * j), *zj = encode(v, act, vj, 1 + 4 * j);
         float *ref = first_frames(zf, Z, K + 1, lat_plane, 1 + j);
         double d = frame_diff(zj, ref, Z, 1 + j, lat_plane, 0, 1 + j);
         printf("encode of the first %d frames vs the first %d latent frames of the full encode: max diff %g\n",
                1 + 4 * j, 1 + j, d);
-        CHECK(d == 0.0, "encode prefix %d differs by %g", j, d);
+        REQUIRE(d == 0.0, "encode prefix %d differs by %g", j, d);
         free(vj);
         free(zj);
         free(ref);
@@ -380,10 +371,10 @@ int main(void) {
 
     /* shapes are checked */
     au_tensor dz = dev_tensor(Z, F, LAT_H, LAT_W, z), dv = dev_tensor(3, T + 1, 8 * LAT_H, 8 * LAT_W, NULL);
-    CHECK(vae_decode(v, act, &dz, &dv, &err) == AU_EINVAL && strstr(err.msg, "vae decode"), "bad video shape: %s",
+    REQUIRE(vae_decode(v, act, &dz, &dv, &err) == AU_EINVAL && strstr(err.msg, "vae decode"), "bad video shape: %s",
           err.msg);
     au_tensor vbad = dev_tensor(3, 4, 8 * LAT_H, 8 * LAT_W, NULL), zbad = dev_tensor(Z, 1, LAT_H, LAT_W, NULL);
-    CHECK(vae_encode(v, act, &vbad, &zbad, &err) == AU_EINVAL && strstr(err.msg, "1+4k"), "4-frame video: %s",
+    REQUIRE(vae_encode(v, act, &vbad, &zbad, &err) == AU_EINVAL && strstr(err.msg, "1+4k"), "4-frame video: %s",
           err.msg);
     printf("bad shapes: %s\n", err.msg);
 
@@ -392,14 +383,14 @@ int main(void) {
     st_set *st_bad = NULL;
     wan_vae *vb = NULL;
     write_vae(bad, missing, NULL);
-    CHECK(st_open(&st_bad, bad, &err) == 0, "%s", err.msg);
-    CHECK(vae_load(&vb, be, st_bad, &cfg, &err) == AU_ENOTFOUND && strstr(err.msg, missing) && !vb,
+    REQUIRE(st_open(&st_bad, bad, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_load(&vb, be, st_bad, &cfg, &err) == AU_ENOTFOUND && strstr(err.msg, missing) && !vb,
           "missing tensor: %s", err.msg);
     printf("missing: %s\n", err.msg);
     st_close(st_bad);
     write_vae(bad, NULL, misshapen);
-    CHECK(st_open(&st_bad, bad, &err) == 0, "%s", err.msg);
-    CHECK(vae_load(&vb, be, st_bad, &cfg, &err) == AU_EFORMAT && strstr(err.msg, misshapen) && !vb,
+    REQUIRE(st_open(&st_bad, bad, &err) == 0, "%s", err.msg);
+    REQUIRE(vae_load(&vb, be, st_bad, &cfg, &err) == AU_EFORMAT && strstr(err.msg, misshapen) && !vb,
           "misshapen tensor: %s", err.msg);
     printf("misshapen: %s\n", err.msg);
     st_close(st_bad);
