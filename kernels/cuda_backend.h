@@ -51,7 +51,7 @@ typedef struct be_cuda_stats {
     int sm_major, sm_minor;
 } be_cuda_stats;
 
-/* Choose the head_dim 64/128 attention kernel: 16 (the default) or 32 queries per warp
+/* Choose the head_dim 64/128 attention kernel: 16 or 32 (the default) queries per warp
  * (bench/NOTES.md compares them). AU_EINVAL for another value or backend. */
 int be_cuda_set_attention_variant(au_backend *be, int rows_per_warp, au_err *err);
 

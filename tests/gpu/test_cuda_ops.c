@@ -115,13 +115,13 @@ typedef struct attn_case {
     au_dtype out_dt, in_dt;
 } attn_case;
 
-/* Each case runs on T->gpu (default kernel variant) and on a second backend with 32 queries
- * per warp, the other flash-kernel variant. */
+/* Each case runs on T->gpu (default kernel variant, 32 queries per warp) and on a second
+ * backend with 16 queries per warp, the other flash-kernel variant. */
 static void test_attention(tctx *T) {
     au_backend *alt;
     be_cuda_opts ao = {0, T->gpu->gemm_in_dtype == AU_F8_E4M3 ? BE_CUDA_FP8 : BE_CUDA_BF16};
     MUST(be_cuda_create(&alt, &ao, err));
-    MUST(be_cuda_set_attention_variant(alt, 32, err));
+    MUST(be_cuda_set_attention_variant(alt, 16, err));
     au_err verr = {0};
     CHECK(be_cuda_set_attention_variant(alt, 24, &verr) == AU_EINVAL, "attention variant 24 accepted");
     static const attn_case cases[] = {
@@ -150,7 +150,7 @@ static void test_attention(tctx *T) {
             if (variant)
                 MUST(be_sync(alt, err));
             char what[160];
-            snprintf(what, sizeof what, "attention%s nq %lld nk %lld H %d D %d%s %s -> %s", variant ? "/32" : "",
+            snprintf(what, sizeof what, "attention%s nq %lld nk %lld H %d D %d%s %s -> %s", variant ? "/16" : "",
                      (long long)c->nq, (long long)c->nk, c->H, c->D, c->bias ? " +bias" : "", dt_name(c->in_dt),
                      dt_name(od));
             compare(T, what, &o, od == AU_F8_E4M3 ? TOL_F8 : TOL_BF16);

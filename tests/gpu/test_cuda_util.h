@@ -69,7 +69,7 @@ static inline uint32_t rng_u32(void) {
 }
 static inline float rng_f(void) { return (float)(rng_u32() & 0xffffff) / 8388608.0f - 1.0f; } /* [-1, 1) */
 
-static void *xmalloc(size_t n) {
+static inline void *xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) {
         fprintf(stderr, "out of host memory (%zu bytes)\n", n);
@@ -95,7 +95,7 @@ static inline void keep_free(void) {
 
 /* ---- per-row f8 quantization, the backends' rule ---- */
 
-static void quant_rows(const float *x, int64_t rows, int64_t row_len, uint8_t *q, float *scale) {
+static inline void quant_rows(const float *x, int64_t rows, int64_t row_len, uint8_t *q, float *scale) {
     for (int64_t r = 0; r < rows; r++) {
         float amax = 0.0f;
         for (int64_t i = 0; i < row_len; i++)
@@ -108,7 +108,7 @@ static void quant_rows(const float *x, int64_t rows, int64_t row_len, uint8_t *q
 }
 
 /* Round x in place to what a tensor of dt with rows `rows` holds. */
-static void round_to(float *x, int64_t n, int64_t rows, au_dtype dt) {
+static inline void round_to(float *x, int64_t n, int64_t rows, au_dtype dt) {
     if (dt == AU_BF16 || dt == AU_F16) {
         for (int64_t i = 0; i < n; i++)
             x[i] = dt == AU_BF16 ? au_bf16_to_f32(au_f32_to_bf16(x[i])) : au_f16_to_f32(au_f32_to_f16(x[i]));
@@ -138,14 +138,14 @@ typedef struct pair {
     float *host; /* the values (what the CPU holds) */
 } pair;
 
-static au_tensor mk_tensor(au_arena *a, au_dtype dt, int ndim, const int64_t *shape) {
+static inline au_tensor mk_tensor(au_arena *a, au_dtype dt, int ndim, const int64_t *shape) {
     au_tensor t;
     MUST(be_arena_tensor(a, dt, ndim, shape, &t, err));
     return t;
 }
 
 /* Upload host float values into GPU tensor g of any dtype (f8: quantized per row). */
-static void gpu_put(tctx *T, au_tensor *g, const float *v) {
+static inline void gpu_put(tctx *T, au_tensor *g, const float *v) {
     int64_t n = au_numel(g);
     if (g->dtype == AU_F8_E4M3) {
         int64_t rows = g->shape[0];
@@ -169,7 +169,7 @@ static void gpu_put(tctx *T, au_tensor *g, const float *v) {
 }
 
 /* Fill g with 0xFF bytes (NaN in every float dtype; NaN scales for f8). */
-static void poison(tctx *T, au_tensor *g) {
+static inline void poison(tctx *T, au_tensor *g) {
     size_t n = au_nbytes(g);
     void *buf = xmalloc(n);
     memset(buf, 0xff, n);
@@ -186,7 +186,7 @@ static void poison(tctx *T, au_tensor *g) {
 }
 
 /* GPU tensor g as host float32 (caller frees). */
-static float *gpu_get(tctx *T, const au_tensor *g) {
+static inline float *gpu_get(tctx *T, const au_tensor *g) {
     int64_t n = au_numel(g);
     float *out = xmalloc((size_t)n * sizeof(float));
     void *raw = xmalloc(au_nbytes(g));
@@ -207,7 +207,7 @@ static float *gpu_get(tctx *T, const au_tensor *g) {
 }
 
 /* An input: random values of amplitude amp, rounded to dt, on both backends. */
-static pair in_pair(tctx *T, au_dtype dt, int ndim, const int64_t *shape, float amp) {
+static inline pair in_pair(tctx *T, au_dtype dt, int ndim, const int64_t *shape, float amp) {
     pair p;
     p.g = mk_tensor(T->gpu_arena, dt, ndim, shape);
     p.c = mk_tensor(T->cpu_arena, AU_F32, ndim, shape);
@@ -221,7 +221,7 @@ static pair in_pair(tctx *T, au_dtype dt, int ndim, const int64_t *shape, float 
 }
 
 /* An output: poisoned on the GPU, float32 on the CPU. */
-static pair out_pair(tctx *T, au_dtype dt, int ndim, const int64_t *shape) {
+static inline pair out_pair(tctx *T, au_dtype dt, int ndim, const int64_t *shape) {
     pair p;
     p.g = mk_tensor(T->gpu_arena, dt, ndim, shape);
     p.c = mk_tensor(T->cpu_arena, AU_F32, ndim, shape);
@@ -232,10 +232,10 @@ static pair out_pair(tctx *T, au_dtype dt, int ndim, const int64_t *shape) {
 
 #define SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
 
-static double tol_of(au_dtype dt) { return dt == AU_F32 ? TOL_F32 : (dt == AU_F8_E4M3 ? TOL_F8 : TOL_BF16); }
+static inline double tol_of(au_dtype dt) { return dt == AU_F32 ? TOL_F32 : (dt == AU_F8_E4M3 ? TOL_F8 : TOL_BF16); }
 
 /* Compare the GPU output p.g with the CPU result in p.c; tol 0 = by p.g's dtype. */
-static double compare(tctx *T, const char *what, const pair *p, double tol) {
+static inline double compare(tctx *T, const char *what, const pair *p, double tol) {
     int64_t n = au_numel(&p->c);
     float *got = gpu_get(T, &p->g);
     float *ref = xmalloc((size_t)n * sizeof(float));
@@ -265,14 +265,14 @@ static double compare(tctx *T, const char *what, const pair *p, double tol) {
     return rel;
 }
 
-static void sync_ok(tctx *T, const char *what) {
+static inline void sync_ok(tctx *T, const char *what) {
     au_err err = {0};
     int rc = be_sync(T->gpu, &err);
     CHECK(rc == 0, "[%s] %s: sync: %s", T->name, what, err.msg);
 }
 
 /* Common main: skip without a GPU, run fn on each precision. */
-static int run_precisions(void (*fn)(tctx *T)) {
+static inline int run_precisions(void (*fn)(tctx *T)) {
     if (be_cuda_device_count() == 0) {
         printf("skipped: no GPU\n");
         return 77;
