@@ -76,10 +76,16 @@ def _rms(x, w, eps):
     return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
 
 
+_TABLES = {}  # (kind, sizes, device) -> tensors: computed once, so a training step copies nothing to the device
+
+
 def rope_tables(head_dim, grid, device):
     """(cos, sin) [n_tokens, head_dim/2] float32 for a (f, h, w) token grid."""
-    ang = rope_angles(head_dim, grid)
-    return torch.cos(ang).float().to(device), torch.sin(ang).float().to(device)
+    key = ("rope", head_dim, tuple(grid), str(device))
+    if key not in _TABLES:
+        ang = rope_angles(head_dim, grid)
+        _TABLES[key] = torch.cos(ang).float().to(device), torch.sin(ang).float().to(device)
+    return _TABLES[key]
 
 
 def _rope(x, cos, sin):
@@ -93,8 +99,11 @@ def _rope(x, cos, sin):
 def sinusoid_batch(t, freq_dim):
     """t: [B] -> [B, freq_dim] float32, computed in float64 like ref_dit.sinusoid (cos half, sin half)."""
     half = freq_dim // 2
-    w = torch.pow(torch.tensor(10000.0, dtype=torch.float64, device=t.device),
-                  -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    key = ("freq", freq_dim, str(t.device))
+    if key not in _TABLES:
+        _TABLES[key] = torch.pow(torch.tensor(10000.0, dtype=torch.float64),
+                                 -torch.arange(half, dtype=torch.float64) / half).to(t.device)
+    w = _TABLES[key]
     ang = t.detach().double()[:, None] * w[None, :]
     return torch.cat([torch.cos(ang), torch.sin(ang)], dim=1).float()
 

@@ -62,9 +62,16 @@ class WorldTest(unittest.TestCase):
         rng = np.random.default_rng(11)
         scenes = [world.sample_scene(rng, size=64, frames=9) for _ in range(6)]
         packed = world.pack_scenes(scenes)
-        v_np = world.render(packed, 64)
-        v_t = world.render({k: torch.from_numpy(v) for k, v in packed.items()}, 64).numpy()
-        self.assertLess(np.abs(v_np - v_t).max(), 1e-4)
+        v_np, c_np = world.render(packed, 64, with_coverage=True)
+        v_t, c_t = world.render({k: torch.from_numpy(v) for k, v in packed.items()}, 64, with_coverage=True)
+        self.assertLess(np.abs(v_np - v_t.numpy()).max(), 1e-4)
+        self.assertLess(np.abs(c_np - c_t.numpy()).max(), 1e-4)
+        self.assertTrue(np.array_equal(v_np, world.render(packed, 64)))
+        # coverage: 1 inside the objects (the pixels off the background), 0 elsewhere
+        self.assertEqual(c_np.shape, (6, 9, 64, 64))
+        self.assertTrue(0.0 <= c_np.min() and c_np.max() <= 1.0 and c_np.max() == 1.0)
+        moved = np.abs(v_np - world.render({**packed, "on": np.zeros_like(packed["on"])}, 64)).max(1) > 1e-6
+        self.assertTrue(np.array_equal(moved, c_np > 0))
 
     def test_every_shape_is_drawn_with_its_area(self):
         # one still object per shape on black: coverage close to the analytic area

@@ -9,8 +9,8 @@ Order (config.json holds every number; --quick swaps in its CPU-sized overrides)
   2. tokenizer  SentencePiece Unigram on the captions, umt5-shaped tokenizer.json
                 (tools/reference/make_tokenizer.py); every caption must fit in text_len tokens
   3. VAE        Wan2.1 causal 3D VAE as a KL autoencoder on freshly rendered clips:
-                loss = L1 + MSE (pixels in [-1, 1]) + kl_weight * mean KL(N(mu, var) | N(0, 1)),
-                the decoder sees mu + sigma * eps. Mostly random crops (crop x crop pixels,
+                loss = L1 + MSE (pixels in [-1, 1], weighted 1 + object_weight where the shapes are)
+                + kl_weight * mean KL(N(mu, var) | N(0, 1)); the decoder sees mu + sigma * eps. Mostly random crops (crop x crop pixels,
                 crop_frames frames), the last full_fraction of the time on whole clips.
   4. latents    every scene encoded (mu); per-channel mean/std over the set become the manifest's
                 latents_mean/latents_std; the DiT trains on (mu - mean) / std.
@@ -25,7 +25,8 @@ Order (config.json holds every number; --quick swaps in its CPU-sized overrides)
                 this device, judged like evaluate.py, for a few guidance/shift pairs.
 Step counts: fixed by --vae-steps/--dit-steps (or the quick config), otherwise each phase runs
 for its share of --budget seconds and its learning-rate schedule follows elapsed time.
-The log (train.log) and summary.json go to --log-dir.
+The log (train.log), summary.json and device_sheet.png go to --log-dir. The device check may
+run check_seconds past the budget.
 """
 import argparse
 import copy
@@ -144,8 +145,8 @@ def packed_to(packed, device):
     return {k: torch.from_numpy(v).to(device) for k, v in packed.items()}
 
 
-def render_batch(scenes, size, device):
-    return world.render(packed_to(world.pack_scenes(scenes), device), size)
+def render_batch(scenes, size, device, with_coverage=False):
+    return world.render(packed_to(world.pack_scenes(scenes), device), size, with_coverage=with_coverage)
 
 
 # ------------------------------------------------------------------------------- weights
@@ -198,19 +199,21 @@ def set_lr(opt, lr):
 # ------------------------------------------------------------------------------------ VAE
 
 def vae_step_batch(rng, cfg, tc, full, device):
-    """A batch of rendered clips for one VAE step: whole clips, or random crops."""
+    """A batch for one VAE step, whole clips or random crops: (video [B, 3, T, H, W], pixel loss
+    weights [B, 1, T, H, W] = 1 + object_weight * object coverage)."""
     size, frames = cfg["size"], cfg["frames"]
     n = tc["full_batch"] if full else tc["batch"]
-    video = render_batch([world.sample_scene(rng, size, frames) for _ in range(n)], size, device)
+    video, cover = render_batch([world.sample_scene(rng, size, frames) for _ in range(n)], size, device, True)
+    weight = (1.0 + tc["object_weight"] * cover)[:, None]
     if full:
-        return video
+        return video, weight
     c, cf = tc["crop"], tc["crop_frames"]
     crops = []
     for b in range(n):
         y, x = (int(rng.integers(0, (size - c) // 8 + 1)) * 8 for _ in range(2))
         t = int(rng.integers(0, frames - cf + 1))
-        crops.append(video[b, :, t:t + cf, y:y + c, x:x + c])
-    return torch.stack(crops)
+        crops.append((video[b, :, t:t + cf, y:y + c, x:x + c], weight[b, :, t:t + cf, y:y + c, x:x + c]))
+    return torch.stack([v for v, _ in crops]), torch.stack([w for _, w in crops])
 
 
 def train_vae(cfg, vae_cfg, device, log, total_steps, seconds, amp):
@@ -224,15 +227,16 @@ def train_vae(cfg, vae_cfg, device, log, total_steps, seconds, amp):
     acc, n_acc, n_full = torch.zeros(3, device=device), 0, 0
     while not sched.done():
         full = sched.progress() >= 1.0 - tc["full_fraction"]
-        video = vae_step_batch(rng, cfg, tc, full, device)
+        video, weight = vae_step_batch(rng, cfg, tc, full, device)
         set_lr(opt, sched.lr(tc["lr"], tc["warmup"]))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             mu, logvar = nets.vae_encode_batch(sd, vae_cfg, video)
             logvar = logvar.float().clamp(-30.0, 20.0)
             z = mu.float() + torch.exp(0.5 * logvar) * torch.randn_like(logvar)
             rec = nets.vae_decode_batch(sd, vae_cfg, z).float()
-        l1 = (rec - video).abs().mean()
-        mse = (rec - video).pow(2).mean()
+        err = rec - video
+        l1 = (err.abs() * weight).mean() / weight.mean()  # weighted means over the pixels
+        mse = (err.pow(2) * weight).mean() / weight.mean()
         kl = 0.5 * (mu.float().pow(2) + logvar.exp() - 1.0 - logvar).mean()
         loss = l1 + mse + tc["kl_weight"] * kl
         opt.zero_grad(set_to_none=True)
@@ -389,12 +393,17 @@ def export_model(out, tok, t5_cfg, dit_cfg, vae_cfg, t5, dit, vae, cfg, descript
         f.write("\n")
 
 
-def device_check(out, cfg, device, log):
-    """Held-out pass rates of the exported model, batched on this device (judge of evaluate.py)."""
+def device_check(out, cfg, device, log, deadline, sheet_path):
+    """Held-out pass rates of the exported model, batched on this device (judge of evaluate.py),
+    for each (guidance, shift, steps) of the grid while time is left before `deadline`; a contact
+    sheet of the first configuration's first 8 clips goes to sheet_path."""
     ec = cfg["device_eval"]
     prompts = captions.eval_prompts()[:ec.get("n_prompts", len(captions.HELD_OUT))]
     results = []
     for guidance, shift, steps in ec["grid"]:
+        if time.time() > deadline:
+            log(f"device check: no time left for guidance {guidance} shift {shift} steps {steps}")
+            continue
         t0 = time.time()
         frames = evaluate.generate_batch(out, [p["prompt"] for p in prompts],
                                          [1000 + i for i in range(len(prompts))], steps, guidance, shift, device)
@@ -405,6 +414,8 @@ def device_check(out, cfg, device, log):
                         "failures": [[p["prompt"], v["reason"]] for p, v in zip(prompts, verdicts) if not v["ok"]]})
         log(f"device check: guidance {guidance} shift {shift} steps {steps}: {n_ok}/{len(prompts)} pass "
             f"({results[-1]['seconds']} s)")
+        if len(results) == 1:
+            evaluate.contact_sheet([(p["prompt"], f) for p, f in zip(prompts[:8], frames)], sheet_path)
     return results
 
 
@@ -508,12 +519,17 @@ def main():
     summary["files"] = sizes
     log(f"files {sizes}, total {sum(sizes.values()) / 2**20:.2f} MiB")
 
+    def write_summary():
+        summary["total_seconds"] = round(time.time() - t_start, 1)
+        with open(os.path.join(log_dir, "summary.json"), "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1)
+
+    write_summary()
     # 7: held-out check on this device
     del lat, id_table
-    summary["device_check"] = device_check(a.out, cfg, device, log)
-    summary["total_seconds"] = round(time.time() - t_start, 1)
-    with open(os.path.join(log_dir, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=1)
+    summary["device_check"] = device_check(a.out, cfg, device, log, t_start + budget + cfg["check_seconds"],
+                                           os.path.join(log_dir, "device_sheet.png"))
+    write_summary()
     log(f"done in {summary['total_seconds']} s")
 
 

@@ -198,9 +198,10 @@ class _Torch:
         return self.t.arange(n, dtype=self.t.float32, device=like.device) + 0.5
 
 
-def render(packed, size, xp=None):
+def render(packed, size, xp=None, with_coverage=False):
     """Packed scenes (numpy arrays, or torch tensors of the same names) -> video [B, 3, T, H, W]
-    in [-1, 1] (float32, numpy or torch like the input). Frames are rendered all at once."""
+    in [-1, 1] (float32, numpy or torch like the input). Frames are rendered all at once.
+    with_coverage: also return the objects' coverage [B, T, H, W] in [0, 1] (their union)."""
     if xp is None:
         xp = _Numpy if isinstance(packed["cx"], np.ndarray) else _Torch()
     B, _, T = packed["cx"].shape
@@ -212,6 +213,7 @@ def render(packed, size, xp=None):
     bg0, bg1 = packed["bg0"][:, :, None, None, None], packed["bg1"][:, :, None, None, None]
     frame = bg0 + (bg1 - bg0) * tpos[:, None]  # [B,3,1,H,W]
     frame = frame + 0.0 * packed["cx"][:, 0, None, :, None, None]  # broadcast to [B,3,T,H,W]
+    coverage = 0.0 * frame[:, 0]
     for k in range(packed["cx"].shape[1]):
         cx = packed["cx"][:, k, :, None, None]  # [B,T,1,1]
         cy = packed["cy"][:, k, :, None, None]
@@ -222,7 +224,8 @@ def render(packed, size, xp=None):
         alpha = xp.clip(0.5 - d, 0.0, 1.0) * packed["on"][:, k, None, None, None]
         col = packed["color"][:, k, :, None, None, None]  # [B,3,1,1,1]
         frame = frame + (col - frame) * alpha[:, None]
-    return frame * 2.0 - 1.0
+        coverage = coverage + (1.0 - coverage) * alpha
+    return (frame * 2.0 - 1.0, coverage) if with_coverage else frame * 2.0 - 1.0
 
 
 def render_scenes(scenes):
