@@ -288,7 +288,8 @@ def vae_recon_error(vae, vae_cfg, scenes, size, device):
 
 # ------------------------------------------------------------------------------------ DiT
 
-def train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, device, log, total_steps, seconds, amp, export_fn):
+def train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, empty, device, log, total_steps, seconds, amp, export_fn):
+    """empty: the ids of "" [text_len], the caption of the unconditional (dropped) samples."""
     tc = cfg["dit_train"]
     gen = torch.Generator().manual_seed(cfg["seed"] + 6)
     t5 = to_params(init_weights(umt5_tensor_shapes(t5_cfg), "umt5", t5_cfg, gen), device)
@@ -298,8 +299,6 @@ def train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, device, log, total_steps, sec
     opt = adamw(params, tc["lr"], tc["weight_decay"])
     g = torch.Generator(device=device).manual_seed(cfg["seed"] + 7)
     N, K, text_len = id_table.shape
-    empty = torch.zeros(text_len, dtype=id_table.dtype, device=device)
-    empty[0] = 1  # "" tokenizes to just </s>
     sched = Schedule(total_steps, seconds)
     B, shift = tc["batch"], tc["shift"]
     edges = torch.tensor([0.25, 0.5, 0.75], device=device)
@@ -370,12 +369,15 @@ def to_f16(sd, what):
 
 
 def export_model(out, tok, t5_cfg, dit_cfg, vae_cfg, t5, dit, vae, cfg, description):
+    """Write the model folder; each file goes to a temporary name first, then renamed into place."""
     os.makedirs(out, exist_ok=True)
+    tmp = os.path.join(out, ".part")
     meta = {"generator": "tools/train_tiny/train.py", "model": "auteur-tiny"}
-    tok.save(os.path.join(out, "tokenizer.json"))
-    save_safetensors(os.path.join(out, "umt5.safetensors"), to_f16(t5, "umt5"), {**meta, "part": "umt5"})
-    save_safetensors(os.path.join(out, "dit.safetensors"), to_f16(dit, "dit"), {**meta, "part": "dit"})
-    save_safetensors(os.path.join(out, "vae.safetensors"), to_f16(vae, "vae"), {**meta, "part": "vae"})
+    tok.save(tmp)
+    os.replace(tmp, os.path.join(out, "tokenizer.json"))
+    for name, sd in (("umt5", t5), ("dit", dit), ("vae", vae)):
+        save_safetensors(tmp, to_f16(sd, name), {**meta, "part": name})
+        os.replace(tmp, os.path.join(out, name + ".safetensors"))
     d = cfg["defaults"]
     manifest = {
         "format": "auteur-model/1", "name": "auteur-tiny", "description": description,
@@ -388,9 +390,10 @@ def export_model(out, tok, t5_cfg, dit_cfg, vae_cfg, t5, dit, vae, cfg, descript
                      "sampler": d["sampler"], "negative_prompt": ""},
         "limits": LIMITS,
     }
-    with open(os.path.join(out, "auteur-model.json"), "w", encoding="utf-8") as f:
+    with open(tmp, "w", encoding="utf-8") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")
+    os.replace(tmp, os.path.join(out, "auteur-model.json"))
 
 
 def device_check(out, cfg, device, log, deadline, sheet_path):
@@ -511,7 +514,8 @@ def main():
         log(f"exported {a.out} ({note})")
 
     dit_seconds = remaining() - cfg["dit_train"]["reserve_seconds"]
-    (t5, dit), dit_info = train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, device, log,
+    empty = torch.from_numpy(tokenize(tok, [""], text_len)[0][0]).to(device)
+    (t5, dit), dit_info = train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, empty, device, log,
                                     a.dit_steps or cfg["dit_train"].get("steps"), dit_seconds, amp, export)
     summary["dit"] = dit_info
     export((t5, dit), "final")
