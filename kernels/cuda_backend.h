@@ -11,7 +11,9 @@
  * cores with float32 accumulation.
  *
  * All ops are asynchronous on the backend's stream; be_sync() waits and surfaces late
- * errors. Device memory comes only from mem_alloc (cudaMalloc, called by arenas) and one
+ * errors. be_cuda_create makes opts.device current on the calling thread; a thread that
+ * calls ops later must have the same device current (cudaSetDevice), which is automatic
+ * for device 0. Device memory comes only from mem_alloc (cudaMalloc, called by arenas) and one
  * scratch buffer that grows to the largest need of an op and is then reused, so a repeated
  * computation of the same shapes makes no allocation (be_cuda_stats counts them).
  */
