@@ -23,6 +23,9 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "tokenizer.h"
+#ifdef AU_HAVE_CUDA
+#include "kernels/cuda_backend.h"
+#endif
 
 struct au_pipeline {
     au_manifest man;
@@ -45,8 +48,19 @@ void pipeline_params_init(au_gen_params *params) {
 static int create_backend(const au_pipeline_opts *opts, au_backend **be, au_err *err) {
     au_device dev = opts ? opts->device : AU_DEVICE_AUTO;
     int threads = opts ? opts->n_threads : 0;
-    if (dev == AU_DEVICE_CUDA)
-        return au_errf(err, AU_EUNSUPPORTED, "device cuda: this build has no CUDA backend yet");
+    if (dev != AU_DEVICE_CPU) {
+#ifdef AU_HAVE_CUDA
+        if (be_cuda_device_count() > 0) {
+            be_cuda_opts o = {0, opts && opts->precision == AU_PRECISION_BF16 ? BE_CUDA_BF16 : BE_CUDA_FP8};
+            return be_cuda_create(be, &o, err);
+        }
+        if (dev == AU_DEVICE_CUDA)
+            return au_errf(err, AU_EUNSUPPORTED, "device cuda: no CUDA device is visible");
+#else
+        if (dev == AU_DEVICE_CUDA)
+            return au_errf(err, AU_EUNSUPPORTED, "device cuda: this build has no CUDA backend (nvcc was not found)");
+#endif
+    }
     return be_cpu_create(be, threads, err);
 }
 

@@ -16,9 +16,12 @@ typedef struct au_pipeline au_pipeline;
 
 typedef enum au_device { AU_DEVICE_AUTO = 0, AU_DEVICE_CPU, AU_DEVICE_CUDA } au_device;
 
+typedef enum au_precision { AU_PRECISION_FP8 = 0, AU_PRECISION_BF16 } au_precision;
+
 typedef struct au_pipeline_opts {
-    au_device device;
-    int n_threads; /* CPU backend threads, 0 = all cores */
+    au_device device;       /* AUTO: CUDA when this build has it and a GPU is present, else CPU */
+    int n_threads;          /* CPU backend threads, 0 = all cores */
+    au_precision precision; /* CUDA matrix products: FP8 (default) or bf16; the CPU is always float32 */
 } au_pipeline_opts;
 
 /* What a loaded model supports and defaults to (from its auteur-model.json). */

@@ -56,7 +56,7 @@ int main(void) {
         fprintf(stderr, "cannot read the golden: %s\n", err.msg);
         return 1;
     }
-    au_pipeline_opts opts = {AU_DEVICE_CPU, 0};
+    au_pipeline_opts opts = {.device = AU_DEVICE_CPU};
     if (pipeline_open(&p, json_string_value(json_object_get(params, "model")), &opts, &err) < 0) {
         fprintf(stderr, "pipeline_open: %s\n", err.msg);
         return 1;
