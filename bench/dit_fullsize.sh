@@ -69,18 +69,8 @@ step "build ($BUILD_DIR)"
 # bench/CMakeLists.txt builds bench_*.c only; the dit_fullsize target is added here, at the end of
 # the top-level CMakeLists (deferred), unless the tree already defines it.
 mkdir -p "$BUILD_DIR"
-cat >"$BUILD_DIR/dit_fullsize_target.cmake" <<'EOF'
-function(au_dit_fullsize_target)
-  if(NOT TARGET dit_fullsize)
-    add_executable(dit_fullsize ${CMAKE_SOURCE_DIR}/bench/dit_fullsize.c)
-    target_link_libraries(dit_fullsize PRIVATE au_dit au_cpu au_io au_core)
-  endif()
-endfunction()
-cmake_language(DEFER CALL au_dit_fullsize_target)
-EOF
 if ! cmake -S . -B "$BUILD_DIR" -DAUTEUR_ENGINE_ONLY=ON -DAUTEUR_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
-    -DBLA_VENDOR=OpenBLAS -DCMAKE_PREFIX_PATH="$BLAS_DIR" -DCMAKE_C_FLAGS="-I$BLAS_DIR/include" \
-    -DCMAKE_PROJECT_INCLUDE="$ROOT/$BUILD_DIR/dit_fullsize_target.cmake" >"$OUT/build.log" 2>&1; then
+    -DBLA_VENDOR=OpenBLAS -DCMAKE_PREFIX_PATH="$BLAS_DIR" -DCMAKE_C_FLAGS="-I$BLAS_DIR/include" >"$OUT/build.log" 2>&1; then
     tail -30 "$OUT/build.log"
     exit 1
 fi
