@@ -66,9 +66,6 @@ cp .blas/include/*.h "$BLAS_DIR/include/"
 export LD_LIBRARY_PATH=$BLAS_DIR/lib:$ROOT/.deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 step "build ($BUILD_DIR)"
-# bench/CMakeLists.txt builds bench_*.c only; the dit_fullsize target is added here, at the end of
-# the top-level CMakeLists (deferred), unless the tree already defines it.
-mkdir -p "$BUILD_DIR"
 if ! cmake -S . -B "$BUILD_DIR" -DAUTEUR_ENGINE_ONLY=ON -DAUTEUR_CUDA=OFF -DCMAKE_BUILD_TYPE=Release \
     -DBLA_VENDOR=OpenBLAS -DCMAKE_PREFIX_PATH="$BLAS_DIR" -DCMAKE_C_FLAGS="-I$BLAS_DIR/include" >"$OUT/build.log" 2>&1; then
     tail -30 "$OUT/build.log"
