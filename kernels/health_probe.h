@@ -8,8 +8,8 @@
  *   gemm_fp16_wan13b     TFLOP/s  the Wan2.1-1.3B linear shapes at 832x480x81 (below)
  *   gemm_fp8             TFLOP/s  cuBLASLt 8192^3, e4m3 in, bf16 out (the engine's FP8 route)
  *   gemm_fp8_wan13b      TFLOP/s  the Wan2.1-1.3B shapes in FP8
- *   fp8_gemm_selftest    rel err  FP8 GEMM against a CPU reference on the same e4m3 values
- *   attention_selftest   rel err  the CUDA backend's attention against a CPU reference
+ *   fp8_gemm_selftest    ratio    FP8 GEMM against a CPU reference on the same e4m3 values
+ *   attention_selftest   ratio    the CUDA backend's attention against a CPU reference
  * Errors are max|gpu - ref| / max|ref| over the output. The model-shape rate is the time-
  * weighted rate of one DiT block's big linears at 32760 tokens: q, k, v, o of self-attention
  * and q, o of cross-attention (1536 -> 1536, 6 per block), FFN up (1536 -> 8960) and down
@@ -45,15 +45,15 @@ static inline const char *hp_status_name(hp_status s) {
 /* One line of the report. */
 typedef struct hp_check {
     char name[40];
-    char unit[16];        /* "GB/s", "TFLOP/s", "rel err", "ms", "GB" */
-    int measured;         /* value holds a measurement */
+    char unit[16]; /* "GB/s", "TFLOP/s", "ms", "GB"; "" for a ratio */
+    int measured;  /* value holds a measurement */
     double value;
     int has_threshold;
     double threshold;
     int higher_is_better; /* pass when value >= threshold (else value <= threshold) */
     hp_status status;
-    char reason[320];     /* why it passed, failed or was skipped */
-    char detail[160];     /* how it was measured */
+    char reason[512]; /* why it passed, failed or was skipped */
+    char detail[160]; /* how it was measured */
 } hp_check;
 
 /* Start a check: unmeasured, SKIP, no reason yet. threshold NAN = none. */
@@ -93,9 +93,15 @@ static inline void hp_check_judge(hp_check *c, double value) {
         return;
     }
     int ok = c->higher_is_better ? value >= c->threshold : value <= c->threshold;
+    const char *sep = c->unit[0] ? " " : "";
     c->status = ok ? HP_PASS : HP_FAIL;
-    snprintf(c->reason, sizeof c->reason, "%.4g %s %s %s %.4g", value, ok ? "meets" : "misses",
-             c->higher_is_better ? "the minimum" : "the maximum", c->unit, c->threshold);
+    if (ok)
+        snprintf(c->reason, sizeof c->reason, "%.4g%s%s, %s %.4g%s%s", value, sep, c->unit,
+                 c->higher_is_better ? "at least" : "at most", c->threshold, sep, c->unit);
+    else
+        snprintf(c->reason, sizeof c->reason, "%.4g%s%s, %s %.4g%s%s", value, sep, c->unit,
+                 c->higher_is_better ? "below the minimum of" : "above the maximum of", c->threshold, sep,
+                 c->unit);
 }
 
 typedef struct hp_thresholds {
@@ -142,8 +148,8 @@ typedef struct hp_gpu_facts {
 
 /* One timed GEMM shape. */
 typedef struct hp_gemm {
-    char name[24]; /* "square", "wan13b_qkvo", "wan13b_ffn_up", "wan13b_ffn_down" */
-    int fp8;       /* 0: fp16 -> fp16; 1: e4m3 -> bf16 */
+    char name[24];   /* "square", "wan13b_qkvo", "wan13b_ffn_up", "wan13b_ffn_down" */
+    int fp8;         /* 0: fp16 -> fp16; 1: e4m3 -> bf16 */
     int64_t m, n, k; /* tokens, out features, in features */
     int per_block;   /* occurrences per DiT block (model shapes), 0 for the square */
     double ms;       /* one product, median of the timed batches */
@@ -154,7 +160,7 @@ typedef struct hp_gemm {
 
 typedef struct hp_gpu_report {
     int available;    /* a GPU was found and its facts read */
-    char reason[320]; /* why not */
+    char reason[512]; /* why not */
     hp_gpu_facts facts;
     hp_gemm gemms[HP_MAX_GEMMS];
     int n_gemms;
@@ -172,8 +178,8 @@ static inline void hp_gpu_report_init(hp_gpu_report *r, const hp_thresholds *t, 
     hp_check_init(&c[HP_CHECK_GEMM_FP16_WAN], "gemm_fp16_wan13b", "TFLOP/s", t->gemm_fp16_tflops, 1);
     hp_check_init(&c[HP_CHECK_GEMM_FP8], "gemm_fp8", "TFLOP/s", t->gemm_fp8_tflops, 1);
     hp_check_init(&c[HP_CHECK_GEMM_FP8_WAN], "gemm_fp8_wan13b", "TFLOP/s", t->gemm_fp8_tflops, 1);
-    hp_check_init(&c[HP_CHECK_FP8_SELFTEST], "fp8_gemm_selftest", "rel err", t->fp8_gemm_max_rel_err, 0);
-    hp_check_init(&c[HP_CHECK_ATTN_SELFTEST], "attention_selftest", "rel err", t->attention_max_rel_err, 0);
+    hp_check_init(&c[HP_CHECK_FP8_SELFTEST], "fp8_gemm_selftest", "", t->fp8_gemm_max_rel_err, 0);
+    hp_check_init(&c[HP_CHECK_ATTN_SELFTEST], "attention_selftest", "", t->attention_max_rel_err, 0);
     for (int i = 0; i < HP_N_CHECKS; i++)
         hp_check_skip(&c[i], reason);
 }

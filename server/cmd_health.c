@@ -1,8 +1,13 @@
-/* cmd_health.c - `auteur health`: GET /health from a running server and print its JSON.
+/* cmd_health.c - `auteur health`: GET /health from a running server and print it, as the
+ * table of health_table_render (the default on a terminal, or --table) or as the server's
+ * JSON (the default otherwise, or --json, so scripts and container checks read JSON).
+ * --refresh asks for a fresh hardware run first (GET /health?refresh=1: the server waits up
+ * to HEALTH_REFRESH_WAIT_S for it, so the client waits at least REFRESH_TIMEOUT_S).
  *
  * A minimal HTTP/1.0 client over one socket (connect, send, read to EOF), so the command
  * works as a container health check with nothing else installed. Exit 0 when the server
- * answers 200, 1 when it answers otherwise (the report is still printed) or not at all.
+ * answers 200 (READY or DEGRADED), 1 when it answers otherwise (the report is still printed)
+ * or not at all.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -15,8 +20,10 @@
 
 #include "commands.h"
 #include "config.h"
+#include "health.h"
 
-#define MAX_REPLY (1 << 20)
+#define MAX_REPLY (1 << 22)
+#define REFRESH_TIMEOUT_S 30
 
 static int connect_to(const char *host, int port, int timeout_s, au_err *err) {
     struct addrinfo hints, *res = NULL;
@@ -66,15 +73,16 @@ int cmd_health(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
     }
-    int fd = connect_to(c.host, c.port, c.timeout_seconds, &err);
+    int timeout = c.refresh && c.timeout_seconds < REFRESH_TIMEOUT_S ? REFRESH_TIMEOUT_S : c.timeout_seconds;
+    int fd = connect_to(c.host, c.port, timeout, &err);
     if (fd < 0) {
         fprintf(stderr, "auteur health: %s\n", err.msg);
         return 1;
     }
     char req[512];
     int n =
-        snprintf(req, sizeof req, "GET /health HTTP/1.0\r\nHost: %s:%d\r\nAccept: application/json\r\n\r\n",
-                 c.host, c.port);
+        snprintf(req, sizeof req, "GET /health%s HTTP/1.0\r\nHost: %s:%d\r\nAccept: application/json\r\n\r\n",
+                 c.refresh ? "?refresh=1" : "", c.host, c.port);
     char *reply = malloc(MAX_REPLY + 1);
     size_t len = 0;
     int ok = reply && send(fd, req, (size_t)n, MSG_NOSIGNAL) == n;
@@ -101,7 +109,16 @@ int cmd_health(int argc, char **argv) {
         free(reply);
         return 1;
     }
-    printf("%s\n", body + 4);
+    body += 4;
+    int table = c.table || (!c.json && isatty(STDOUT_FILENO));
+    json_t *report = table ? json_loads(body, 0, NULL) : NULL;
+    char *text =
+        json_is_object(report) && json_object_get(report, "verdict") ? health_table_render(report) : NULL;
+    if (table && !text)
+        fprintf(stderr, "auteur health: the reply is not a health report; printing it as it came\n");
+    printf("%s\n", text ? text : body);
+    free(text);
+    json_decref(report);
     free(reply);
     if (status != 200)
         fprintf(stderr, "auteur health: HTTP %d\n", status);

@@ -2,6 +2,8 @@
  *
  * Order of precedence: flag > environment variable > default. Repeatable --api-key flags
  * replace the keys of AUTEUR_API_KEYS (a comma-separated list) rather than adding to them.
+ * Switches (OPT_FLAG) take no value on the command line; from the environment they read
+ * 1/true/yes or 0/false/no.
  */
 #include "config.h"
 
@@ -17,7 +19,7 @@
 #define AUTEUR_DEFAULT_MODEL_DIR "models/tiny-random"
 #endif
 
-typedef enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_LL, OPT_KEYS, OPT_DEVICE } opt_kind;
+typedef enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_LL, OPT_KEYS, OPT_DEVICE, OPT_FLAG } opt_kind;
 
 typedef struct opt {
     const char *flag;       /* "--port" */
@@ -108,6 +110,16 @@ static int set_value(const opt *o, const char *src, const char *value, au_err *e
             }
         return au_errf(err, CFG_USAGE, "%s: expected auto, cpu or cuda, got \"%s\"", src, value);
     }
+    case OPT_FLAG: {
+        static const char *const on[] = {"1", "true", "yes"}, *const off[] = {"0", "false", "no"};
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(value, on[i]) == 0 || strcmp(value, off[i]) == 0) {
+                *(int *)o->target = strcmp(value, on[i]) == 0;
+                return 0;
+            }
+        }
+        return au_errf(err, CFG_USAGE, "%s: expected 1, true, yes, 0, false or no, got \"%s\"", src, value);
+    }
     }
     return au_errf(err, CFG_USAGE, "%s: unknown option kind", src);
 }
@@ -167,6 +179,11 @@ static int parse(const command *cmd, int argc, char **argv, au_err *err) {
                            cmd->name, arg, cmd->name);
         }
         const char *value = eq ? eq + 1 : NULL;
+        if (o->kind == OPT_FLAG) {
+            if (value)
+                return au_errf(err, CFG_USAGE, "auteur %s: %s takes no value", cmd->name, o->flag);
+            value = "1";
+        }
         if (!value) {
             if (a + 1 >= argc)
                 return au_errf(err, CFG_USAGE, "auteur %s: %s needs a value (%s)", cmd->name, o->flag,
@@ -225,6 +242,10 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
          NULL, "H", "delete finished videos after this many hours (default 0 = keep)"},
         {"--max-body", NULL, "AUTEUR_MAX_BODY", OPT_LL, &c->max_body_bytes, 0, 1024, 1 << 30, NULL, "BYTES",
          "largest request body accepted, else 413 (default 1048576)"},
+        {"--health-thresholds", NULL, "AUTEUR_HEALTH_THRESHOLDS", OPT_STR, c->health_thresholds,
+         sizeof c->health_thresholds, 0, 0, NULL, "FILE",
+         "JSON object overriding /health thresholds, e.g. {\"memory_bandwidth_gbs\": 80, "
+         "\"gemm_fp16_tflops\": 10}"},
     };
     const command cmd = {"serve",
                          "Run the HTTP service: the OpenAI-style video API, a job queue and one engine.",
@@ -309,12 +330,20 @@ int config_health(health_config *c, int argc, char **argv, au_err *err) {
          "the server's port (default 8080)"},
         {"--timeout", NULL, NULL, OPT_INT, &c->timeout_seconds, 0, 1, 3600, NULL, "SECONDS",
          "give up after this long (default 10)"},
+        {"--json", NULL, NULL, OPT_FLAG, &c->json, 0, 0, 0, NULL, "", "print the JSON report"},
+        {"--table", NULL, NULL, OPT_FLAG, &c->table, 0, 0, 0, NULL, "",
+         "print the table (the default on a terminal; JSON otherwise)"},
+        {"--refresh", NULL, NULL, OPT_FLAG, &c->refresh, 0, 0, 0, NULL, "",
+         "run the hardware checks again first (they wait for running jobs)"},
     };
-    const command cmd = {
-        "health",
-        "Print the running server's /health report as JSON; exit 0 when it is healthy, 1 otherwise.", opts,
-        COUNT(opts)};
-    return parse(&cmd, argc, argv, err);
+    const command cmd = {"health",
+                         "Print the running server's /health report (verdict, per-rank hardware facts and "
+                         "checks); exit 0 when it can work (READY or DEGRADED), 1 otherwise.",
+                         opts, COUNT(opts)};
+    int rc = parse(&cmd, argc, argv, err);
+    if (rc == CFG_RUN && c->json && c->table)
+        return au_errf(err, CFG_USAGE, "auteur health: --json and --table exclude each other");
+    return rc;
 }
 
 void config_print_usage(FILE *f) {
@@ -325,7 +354,7 @@ void config_print_usage(FILE *f) {
                "  serve      run the HTTP service\n"
                "  generate   make one video without a server\n"
                "  migrate    create or upgrade the job database, then exit\n"
-               "  health     print a running server's /health report\n"
+               "  health     print a running server's /health report (hardware checks, verdict)\n"
                "  dev        run one engine component on tensors from a file (parity checks)\n\n"
                "`auteur <command> --help` lists a command's options; --version prints the version.\n");
 }

@@ -35,6 +35,7 @@ typedef struct serve_config {
     int shutdown_grace_seconds; /* how long SIGTERM waits for the running job */
     double retention_hours;     /* finished videos are deleted after this; 0 = kept */
     long long max_body_bytes;
+    char health_thresholds[PATH_MAX]; /* JSON file overriding the /health thresholds; "" = defaults */
 } serve_config;
 
 typedef struct generate_config {
@@ -62,6 +63,9 @@ typedef struct health_config {
     char host[256];
     int port;
     int timeout_seconds;
+    int json;    /* print the JSON report (the default when stdout is not a terminal) */
+    int table;   /* print the table (the default on a terminal) */
+    int refresh; /* ask for a fresh run first (GET /health?refresh=1) */
 } health_config;
 
 int config_serve(serve_config *c, int argc, char **argv, au_err *err);

@@ -4,7 +4,9 @@
  * server per data directory, which is what makes start-up recovery safe), open the store
  * (migrating it), requeue the jobs a previous process left in progress, remove partial
  * files, load the engine (a failure leaves the service up without one: 503 on create,
- * "degraded" on /health), start the dispatcher, then listen.
+ * NOT_READY on /health), start the dispatcher and the /health runner (its start-up run goes
+ * on while the server listens; its GPU benchmarks wait whenever jobs are queued or
+ * generating), then listen.
  * Signals: SIGTERM and SIGINT run a handler that writes the signal number into a self-pipe,
  * whichever thread they land on (libraries may start threads before main, so masks cannot
  * be relied on); the main thread sleeps on the pipe's read end. Shutdown: stop accepting connections, let the
@@ -25,6 +27,7 @@
 
 #include "app.h"
 #include "commands.h"
+#include "health.h"
 #include "http.h"
 
 static int signal_pipe[2] = {-1, -1};
@@ -200,6 +203,41 @@ static int start(app *a, const serve_config *cfg, int *lock_fd, au_err *err) {
     return dispatch_start(&a->disp, &dopts, err);
 }
 
+/* health_busy_fn: jobs are queued or generating (nothing generates without an engine). */
+static int jobs_busy(void *user, char *why, size_t cap) {
+    app *a = user;
+    int counts[4];
+    au_err err;
+    if (store_counts(a->st, counts, &err) != 0) {
+        snprintf(why, cap, "%s", err.msg);
+        return -1;
+    }
+    int n = counts[API_QUEUED] + counts[API_IN_PROGRESS];
+    if (!a->disp || n == 0)
+        return 0;
+    snprintf(why, cap, "%d job(s) queued or generating", n);
+    return 1;
+}
+
+static int start_health(app *a, const health_thresholds *t, health_service **out, au_err *err) {
+    health_service_opts o = {
+        .ctx = {.data_dir = a->cfg->data_dir,
+                .model_dir = a->cfg->model_dir,
+                .engine_loaded = a->pipe != NULL,
+                .model_error = a->model_error,
+                .backend = a->pipe ? pipeline_backend_name(a->pipe) : NULL},
+        .thresholds = *t,
+        .busy = jobs_busy,
+        .busy_user = a,
+        .gpu_device = 0,
+        .keep_runs = HEALTH_KEEP_RUNS,
+    };
+    char db[PATH_MAX + 16];
+    snprintf(db, sizeof db, "%s/auteur.db", a->cfg->data_dir);
+    o.db_path = db;
+    return health_service_start(out, &o, err);
+}
+
 int cmd_serve(int argc, char **argv) {
     serve_config cfg;
     au_err err;
@@ -210,12 +248,22 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
     }
+    health_thresholds thresholds;
+    health_thresholds_default(&thresholds);
+    if (cfg.health_thresholds[0] && health_thresholds_load(&thresholds, cfg.health_thresholds, &err) != 0) {
+        fprintf(stderr, "auteur serve: --health-thresholds: %s\n", err.msg);
+        return 2;
+    }
     app a;
     memset(&a, 0, sizeof a);
     int lock_fd = -1, port = 0, exit_code = 0;
     http_server *http = NULL;
-    if (install_signals(&err) != 0 || start(&a, &cfg, &lock_fd, &err) != 0 ||
-        http_start(&http, &a, cfg.host, cfg.port, cfg.http_threads, &port, &err) != 0) {
+    health_service *health = NULL;
+    int ok = install_signals(&err) == 0 && start(&a, &cfg, &lock_fd, &err) == 0 &&
+             start_health(&a, &thresholds, &health, &err) == 0;
+    if (ok)
+        health_service_install(health);
+    if (!ok || http_start(&http, &a, cfg.host, cfg.port, cfg.http_threads, &port, &err) != 0) {
         fprintf(stderr, "auteur serve: %s\n", err.msg);
         exit_code = 1;
         goto shutdown;
@@ -227,6 +275,8 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "auteur: %s received, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 shutdown:
     http_stop(http);
+    health_service_install(NULL);
+    health_service_stop(health);
     if (a.disp && dispatch_stop(a.disp, cfg.shutdown_grace_seconds) != 0) {
         /* the engine is still inside a step: its job is back in the queue; leave now */
         fprintf(stderr, "auteur: stopped\n");

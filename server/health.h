@@ -1,0 +1,215 @@
+/* health.h - the /health report: the live hardware verification of each rank, its checks
+ * against thresholds, the verdict, and its renderings (JSON, the `auteur health` table,
+ * Prometheus text), plus the service that runs it (health_service.c).
+ *
+ * A run measures; a report judges. A run (at start-up, and on request, never while a job
+ * is generating) gathers for each rank (today one: this process) the host facts
+ * (health_probe_cpu.c), the GPU facts, benchmarks and self-tests (kernels/health_probe.h;
+ * every GPU check SKIP "no GPU" or "no CUDA backend" where there is none) and the engine in
+ * use; then the service-wide checks: nccl_allreduce (SKIP "single rank" until a second rank
+ * exists), database_writable, data_dir_free_space, model_files. The run becomes one JSON
+ * object (health_run_to_json), stored in SQLite with its time (health_store.h):
+ *   {"trigger", "started_at", "finished_at", "seconds", "world_size", "verdict", "reasons",
+ *    "ranks": [{"rank", "role", "host", "network", "gpu", "engine", "gemm", "gpu_seconds",
+ *               "checks": [check...]}],
+ *    "checks": [check...]}
+ *   check = {"name", "value" (null when not measured), "unit", "threshold", "comparison"
+ *            (">=" or "<=", null without threshold), "status" (PASS|FAIL|SKIP), "reason", "detail"}
+ * The report (GET /health) is the service's own state (database, queue, model) plus the last
+ * run, with the verdict decided again from the run and the live state (health_decide):
+ *   NOT_READY  no engine loaded, the database unusable (unreadable now, or not writable in
+ *              the run), or the model files failing their check;
+ *   DEGRADED   otherwise, when a check FAILs, a GPU check was not measured on a GPU that is
+ *              there, the rank has no GPU or the engine runs on the CPU (CPU-only), fewer ranks
+ *              answered than configured, or no run has finished yet;
+ *   READY      otherwise.
+ * "ready" says whether the service can take jobs now: not NOT_READY, engine loaded, database
+ * readable, queue below its bound (GET /health/ready answers from it).
+ */
+#ifndef AU_HEALTH_H
+#define AU_HEALTH_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "kernels/health_probe.h"
+#include "status.h"
+
+/* ---- thresholds ---- */
+
+typedef struct health_thresholds {
+    hp_thresholds gpu;
+    double data_dir_min_free_gb;   /* 1 */
+    double nccl_bus_bandwidth_gbs; /* 0: NCCL available is enough (the GB10 report's criterion) */
+} health_thresholds;
+
+void health_thresholds_default(health_thresholds *t);
+/* Override the defaults with the keys of a JSON object file, each a number:
+ * memory_bandwidth_gbs, gemm_fp16_tflops, gemm_fp8_tflops, fp8_gemm_max_rel_err,
+ * attention_max_rel_err, data_dir_min_free_gb, nccl_bus_bandwidth_gbs. An unknown key, a
+ * value that is not a non-negative number, or an unreadable file: AU_EINVAL naming it. */
+int health_thresholds_load(health_thresholds *t, const char *path, au_err *err);
+json_t *health_thresholds_json(const health_thresholds *t);
+
+/* ---- host facts (health_probe_cpu.c) ---- */
+
+#define HEALTH_MAX_RDMA 16
+#define HEALTH_MAX_PORTS 4
+#define HEALTH_MAX_NETIF 32
+
+typedef struct health_rdma_port {
+    int port;
+    char state[32];      /* "4: ACTIVE" */
+    char link_layer[32]; /* "InfiniBand", "Ethernet" */
+    char rate[64];       /* "400 Gb/sec (4X NDR)" */
+} health_rdma_port;
+
+typedef struct health_rdma_dev {
+    char name[64];   /* mlx5_0 */
+    char netdev[64]; /* the network interface it drives, "" if none */
+    int n_ports;
+    health_rdma_port ports[HEALTH_MAX_PORTS];
+} health_rdma_dev;
+
+typedef struct health_netif {
+    char name[64];
+    char operstate[16]; /* "up", "down", "unknown" */
+    int speed_mbps;     /* -1 when the driver does not say */
+    int mtu;
+} health_netif;
+
+typedef struct health_host {
+    char hostname[256];
+    char cpu_arch[80]; /* uname machine: x86_64, aarch64 */
+    char cpu_model[128];
+    int cpu_cores;
+    uint64_t memory_total_bytes;
+    char os[128];     /* PRETTY_NAME of /etc/os-release, else uname sysname */
+    char kernel[128]; /* uname release */
+    int n_rdma, n_netif;
+    health_rdma_dev rdma[HEALTH_MAX_RDMA];
+    health_netif netif[HEALTH_MAX_NETIF]; /* loopback left out */
+} health_host;
+
+/* Hostname, CPU, memory, OS, and the network devices under sys_class ("/sys/class"): RDMA
+ * devices from sys_class/infiniband (a missing folder means none), interfaces from
+ * sys_class/net. AU_EIO naming what could not be read. */
+int health_probe_host(health_host *h, const char *sys_class, au_err *err);
+/* Free (to unprivileged users) and total bytes of the file system holding dir. */
+int health_probe_disk(const char *dir, uint64_t *free_bytes, uint64_t *total_bytes, au_err *err);
+
+/* ---- a run ---- */
+
+enum {
+    HEALTH_CHECK_NCCL = 0,
+    HEALTH_CHECK_DATABASE,
+    HEALTH_CHECK_DISK,
+    HEALTH_CHECK_MODEL,
+    HEALTH_N_SERVICE
+};
+
+typedef enum health_verdict { HEALTH_READY = 0, HEALTH_DEGRADED, HEALTH_NOT_READY } health_verdict;
+const char *health_verdict_name(health_verdict v);
+
+/* What the process knows of itself, fixed at start-up. */
+typedef struct health_context {
+    const char *data_dir;
+    const char *model_dir;
+    int engine_loaded;
+    const char *model_error; /* why it is not loaded */
+    const char *backend;     /* pipeline_backend_name(), NULL without an engine */
+} health_context;
+
+/* Ranks of the service: this process alone until the two-node engine exists, so the NCCL
+ * check is SKIP "single rank". */
+#define HEALTH_WORLD_SIZE 1
+
+typedef struct health_run {
+    char trigger[16];               /* "startup" or "request" */
+    double started_at, finished_at; /* Unix seconds */
+    int host_ok;
+    char host_error[512];
+    health_host host;
+    hp_gpu_report gpu;
+    hp_check service[HEALTH_N_SERVICE];
+} health_run;
+
+/* The engine's numeric precision for a backend name ("cpu" computes in float32), NULL when
+ * the pipeline does not say. */
+const char *health_precision_of(const char *backend);
+
+/* The run as the JSON object described above, with its verdict and reasons decided from
+ * the run alone (the database as the run found it). NULL when out of memory. */
+json_t *health_run_to_json(const health_run *run, const health_context *ctx);
+
+/* State only the serving process knows at the moment of the report. */
+typedef struct health_live {
+    int db_ok; /* the job store answered just now */
+    int engine_loaded;
+    int queue_full;  /* unfinished jobs at the bound */
+    int run_pending; /* a run is asked for or under way */
+} health_live;
+
+/* The verdict for run (a health_run_to_json object, or NULL before any run) and the live
+ * state; each reason appended to `reasons` (a JSON array) as a string. */
+health_verdict health_decide(const json_t *run, const health_live *live, int world_size, json_t *reasons);
+
+/* ---- renderings of a report (the GET /health object) ---- */
+
+/* The table `auteur health` prints: verdict and reasons, per rank facts, one line per check.
+ * malloc'd, NULL when out of memory. */
+char *health_table_render(const json_t *report);
+/* Prometheus text of the report: auteur_health_verdict{verdict}, auteur_health_ready,
+ * auteur_health_check_value / _threshold {check,rank,unit}, auteur_health_check_status
+ * {check,rank,status}, auteur_health_last_run_timestamp_seconds, auteur_health_last_run_seconds.
+ * Checks of the service as a whole carry rank="all". malloc'd, NULL when out of memory. */
+char *health_metrics_render(const json_t *report);
+
+/* ---- the service (health_service.c) ---- */
+
+typedef struct health_service health_service;
+
+/* 1 when jobs are queued or generating (why filled), 0 when idle, negative on error. The
+ * GPU benchmarks wait while it returns 1. */
+typedef int (*health_busy_fn)(void *user, char *why, size_t cap);
+
+typedef struct health_service_opts {
+    health_context ctx; /* strings copied */
+    health_thresholds thresholds;
+    const char *db_path; /* the SQLite database of the history (health_store.h) */
+    health_busy_fn busy;
+    void *busy_user;
+    int gpu_device;
+    int keep_runs; /* history rows kept; older ones are deleted after each run */
+} health_service_opts;
+
+/* Open the history, start the runner thread and ask it for the start-up run. */
+int health_service_start(health_service **out, const health_service_opts *opts, au_err *err);
+/* Stop the runner (a run waiting for the queue gives up; one measuring finishes its current
+ * check) and free everything. */
+void health_service_stop(health_service *s);
+
+/* Runs kept in the history by `auteur serve`. */
+#define HEALTH_KEEP_RUNS 10000
+
+/* How long GET /health?refresh=1 waits for the run it asks for. */
+#define HEALTH_REFRESH_WAIT_S 20
+
+/* Ask for a run ("request") unless one is already waiting, and wait for it up to
+ * wait_seconds: 1 when it finished, 0 when it is still pending (the queue is busy). */
+int health_service_run(health_service *s, double wait_seconds);
+
+/* The health part of the report, to merge into the service's own fields: verdict, reasons,
+ * ready {ok, reason}, thresholds, run {id, trigger, started_at, finished_at, seconds,
+ * pending, waiting_for}, world_size, ranks, checks. NULL when out of memory. */
+json_t *health_service_report(health_service *s, const health_live *live);
+
+/* The last `limit` stored runs, newest first, each with its "id": {"object": "list", "data": [...]}. */
+int health_service_history(health_service *s, int limit, json_t **out, au_err *err);
+
+/* The service of this process, for the HTTP handlers (app.h has no field for it): set by
+ * `auteur serve` before it listens and cleared after it stops listening. */
+void health_service_install(health_service *s);
+health_service *health_service_installed(void);
+
+#endif

@@ -1,0 +1,341 @@
+/* health_service.c - the thread that runs the /health checks and the report built from its
+ * last run (health.h).
+ *
+ * Runs are numbered as they are asked for: `requested` counts requests (the start-up run is
+ * the first), `started` and `finished` follow. A request made while another waits to start
+ * joins it; one made while a run measures asks for the next. The GPU benchmarks never overlap
+ * a job: before each one the gate asks the busy callback (jobs queued or generating) and waits,
+ * polling every GATE_POLL_MS, until the queue is empty; the wait shows in the report as
+ * run.pending / run.waiting_for. The dispatcher offers no hook to hold a job back, so a job
+ * queued during a benchmark may start beside that one benchmark (at most ~1 s); the next gate
+ * waits for it.
+ */
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "health.h"
+#include "health_store.h"
+#include "model.h"
+
+#define GATE_POLL_MS 500
+
+struct health_service {
+    health_service_opts o;
+    char data_dir[PATH_MAX], model_dir[PATH_MAX], model_error[512], backend[64], db_path[PATH_MAX];
+    health_store *hs;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* the runner: a request, or stop */
+    pthread_cond_t done; /* waiters: a run finished, or stop */
+    int stopping;
+    uint64_t requested, started, finished;
+    char waiting_for[256]; /* what the run in progress waits for, "" when it does not */
+    json_t *last;          /* the last finished run, with its "id" */
+};
+
+static health_service *installed_service;
+
+void health_service_install(health_service *s) {
+    installed_service = s;
+}
+
+health_service *health_service_installed(void) {
+    return installed_service;
+}
+
+static double now_unix(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static struct timespec deadline_after(double seconds) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double whole = floor(seconds);
+    ts.tv_sec += (time_t)whole;
+    ts.tv_nsec += (long)((seconds - whole) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* hp_gate_fn: wait until no job is queued or generating. */
+static int gate(void *user, char *reason, size_t cap) {
+    health_service *s = user;
+    for (;;) {
+        char why[256] = "";
+        int busy = s->o.busy ? s->o.busy(s->o.busy_user, why, sizeof why) : 0;
+        pthread_mutex_lock(&s->mu);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->mu);
+            snprintf(reason, cap, "not measured: the service is stopping");
+            return 1;
+        }
+        if (busy <= 0) {
+            s->waiting_for[0] = '\0';
+            pthread_mutex_unlock(&s->mu);
+            if (busy < 0) /* better unmeasured than beside a job */
+                snprintf(reason, cap, "not measured: cannot tell whether a job is running: %s", why);
+            return busy < 0;
+        }
+        snprintf(s->waiting_for, sizeof s->waiting_for, "%s", why);
+        struct timespec ts = deadline_after(GATE_POLL_MS / 1000.0);
+        pthread_cond_timedwait(&s->wake, &s->mu, &ts);
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+static void check_database(health_service *s, hp_check *c) {
+    double ms = 0;
+    au_err e;
+    hp_check_init(c, "database_writable", "ms", NAN, 0);
+    snprintf(c->detail, sizeof c->detail, "one row of health_write_probe rewritten and committed");
+    if (health_store_probe_write(s->hs, now_unix(), &ms, &e) != 0) {
+        hp_check_fail(c, e.msg);
+        return;
+    }
+    hp_check_judge(c, ms);
+    snprintf(c->reason, sizeof c->reason, "a write committed in %.3g ms", ms);
+}
+
+static void check_disk(health_service *s, hp_check *c) {
+    uint64_t free_b = 0, total_b = 0;
+    au_err e;
+    hp_check_init(c, "data_dir_free_space", "GB", s->o.thresholds.data_dir_min_free_gb, 1);
+    if (health_probe_disk(s->data_dir, &free_b, &total_b, &e) != 0) {
+        hp_check_fail(c, e.msg);
+        return;
+    }
+    snprintf(c->detail, sizeof c->detail, "%.1f of %.1f GB free on the data directory's file system",
+             free_b / 1e9, total_b / 1e9);
+    hp_check_judge(c, free_b / 1e9);
+}
+
+static void check_model(health_service *s, hp_check *c) {
+    const health_context *ctx = &s->o.ctx;
+    au_manifest m;
+    au_err e;
+    hp_check_init(c, "model_files", "GB", NAN, 1);
+    snprintf(c->detail, sizeof c->detail, "the files the model folder's auteur-model.json names");
+    if (model_manifest_load(s->model_dir, &m, &e) != 0) {
+        hp_check_fail(c, e.msg);
+        return;
+    }
+    const char *paths[] = {m.tokenizer_path, m.text_encoder_path, m.dit_path, m.vae_path};
+    double bytes = 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        struct stat st;
+        if (stat(paths[i], &st) == 0)
+            bytes += (double)st.st_size;
+    }
+    model_manifest_free(&m);
+    if (!ctx->engine_loaded) {
+        c->status = HP_FAIL;
+        snprintf(c->reason, sizeof c->reason, "present, but the engine did not load them: %.440s",
+                 s->model_error);
+        return;
+    }
+    hp_check_judge(c, bytes / 1e9);
+    snprintf(c->reason, sizeof c->reason,
+             "present, loaded and checked by the engine (every tensor's name, shape and dtype)");
+}
+
+static void log_run(const json_t *run) {
+    const json_t *reason;
+    size_t i;
+    fprintf(stderr, "auteur: health run %lld (%s): %s in %.2f s",
+            (long long)json_integer_value(json_object_get(run, "id")),
+            json_string_value(json_object_get(run, "trigger")),
+            json_string_value(json_object_get(run, "verdict")),
+            json_number_value(json_object_get(run, "seconds")));
+    json_array_foreach(json_object_get(run, "reasons"), i, reason)
+        fprintf(stderr, "%s%s", i ? "; " : ": ", json_string_value(reason));
+    fputc('\n', stderr);
+}
+
+static void run_once(health_service *s, const char *trigger) {
+    health_run *run = calloc(1, sizeof *run);
+    au_err e;
+    if (!run) {
+        fprintf(stderr, "auteur: health run: out of memory\n");
+        return;
+    }
+    snprintf(run->trigger, sizeof run->trigger, "%s", trigger);
+    run->started_at = now_unix();
+    run->host_ok = health_probe_host(&run->host, "/sys/class", &e) == 0;
+    if (!run->host_ok)
+        snprintf(run->host_error, sizeof run->host_error, "%s", e.msg);
+#ifdef AU_HAVE_CUDA
+    if (hp_gpu_run(s->o.gpu_device, &s->o.thresholds.gpu, gate, s, &run->gpu, &e) != 0)
+        hp_gpu_report_init(&run->gpu, &s->o.thresholds.gpu, e.msg);
+#else
+    hp_gpu_report_init(&run->gpu, &s->o.thresholds.gpu, "no GPU: this build has no CUDA backend");
+#endif
+    hp_check *c = &run->service[HEALTH_CHECK_NCCL];
+    hp_check_init(c, "nccl_allreduce", "GB/s", s->o.thresholds.nccl_bus_bandwidth_gbs, 1);
+    snprintf(c->detail, sizeof c->detail, "all-reduce bus bandwidth between the ranks");
+    hp_check_skip(c, "single rank");
+    check_database(s, &run->service[HEALTH_CHECK_DATABASE]);
+    check_disk(s, &run->service[HEALTH_CHECK_DISK]);
+    check_model(s, &run->service[HEALTH_CHECK_MODEL]);
+    run->finished_at = now_unix();
+
+    json_t *j = health_run_to_json(run, &s->o.ctx);
+    free(run);
+    if (!j) {
+        fprintf(stderr, "auteur: health run: out of memory\n");
+        return;
+    }
+    int64_t id = 0;
+    if (health_store_insert(s->hs, j, s->o.keep_runs, &id, &e) != 0)
+        fprintf(stderr, "auteur: health run not stored: %s\n", e.msg);
+    json_object_set_new(j, "id", id ? json_integer(id) : json_null());
+    log_run(j);
+    pthread_mutex_lock(&s->mu);
+    json_decref(s->last);
+    s->last = j;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *runner_main(void *arg) {
+    health_service *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stopping && s->started == s->requested)
+            pthread_cond_wait(&s->wake, &s->mu);
+        if (s->stopping)
+            break;
+        uint64_t gen = s->requested;
+        s->started = gen;
+        pthread_mutex_unlock(&s->mu);
+        run_once(s, gen == 1 ? "startup" : "request");
+        pthread_mutex_lock(&s->mu);
+        s->finished = gen;
+        s->waiting_for[0] = '\0';
+        pthread_cond_broadcast(&s->done);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+int health_service_start(health_service **out, const health_service_opts *opts, au_err *err) {
+    *out = NULL;
+    health_service *s = calloc(1, sizeof *s);
+    if (!s)
+        return au_errf(err, AU_ENOMEM, "health: out of memory");
+    s->o = *opts;
+    snprintf(s->data_dir, sizeof s->data_dir, "%s", opts->ctx.data_dir ? opts->ctx.data_dir : ".");
+    snprintf(s->model_dir, sizeof s->model_dir, "%s", opts->ctx.model_dir ? opts->ctx.model_dir : "");
+    snprintf(s->model_error, sizeof s->model_error, "%s", opts->ctx.model_error ? opts->ctx.model_error : "");
+    snprintf(s->backend, sizeof s->backend, "%s", opts->ctx.backend ? opts->ctx.backend : "");
+    snprintf(s->db_path, sizeof s->db_path, "%s", opts->db_path);
+    s->o.ctx.data_dir = s->data_dir;
+    s->o.ctx.model_dir = s->model_dir;
+    s->o.ctx.model_error = s->model_error;
+    s->o.ctx.backend = opts->ctx.backend ? s->backend : NULL;
+    s->o.db_path = s->db_path;
+    int rc = health_store_open(&s->hs, s->db_path, err);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->wake, NULL);
+    pthread_cond_init(&s->done, NULL);
+    s->requested = 1; /* the start-up run */
+    if (pthread_create(&s->thread, NULL, runner_main, s) != 0) {
+        health_store_close(s->hs);
+        pthread_cond_destroy(&s->wake);
+        pthread_cond_destroy(&s->done);
+        pthread_mutex_destroy(&s->mu);
+        free(s);
+        return au_errf(err, AU_EIO, "health: cannot start the runner thread");
+    }
+    *out = s;
+    return 0;
+}
+
+void health_service_stop(health_service *s) {
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->wake);
+    pthread_cond_broadcast(&s->done);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    health_store_close(s->hs);
+    json_decref(s->last);
+    pthread_cond_destroy(&s->wake);
+    pthread_cond_destroy(&s->done);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+int health_service_run(health_service *s, double wait_seconds) {
+    pthread_mutex_lock(&s->mu);
+    if (s->requested == s->started) /* none waiting to start: ask for one */
+        s->requested++;
+    uint64_t target = s->requested;
+    pthread_cond_broadcast(&s->wake);
+    struct timespec ts = deadline_after(wait_seconds);
+    while (!s->stopping && s->finished < target)
+        if (pthread_cond_timedwait(&s->done, &s->mu, &ts) != 0)
+            break;
+    int finished = s->finished >= target;
+    pthread_mutex_unlock(&s->mu);
+    return finished;
+}
+
+json_t *health_service_report(health_service *s, const health_live *live) {
+    pthread_mutex_lock(&s->mu);
+    json_t *last = s->last ? json_deep_copy(s->last) : NULL;
+    int pending = s->finished < s->requested;
+    char waiting[sizeof s->waiting_for];
+    memcpy(waiting, s->waiting_for, sizeof waiting);
+    pthread_mutex_unlock(&s->mu);
+    if (s->last && !last)
+        return NULL;
+
+    health_live l = *live;
+    l.run_pending = pending;
+    json_t *reasons = json_array();
+    health_verdict v = health_decide(last, &l, HEALTH_WORLD_SIZE, reasons);
+    const char *not_ready = NULL;
+    if (v == HEALTH_NOT_READY)
+        not_ready = json_string_value(json_array_get(reasons, 0));
+    else if (live->queue_full)
+        not_ready = "the job queue is full";
+    json_t *run =
+        json_pack("{s:o, s:b, s:o}", "id", last ? json_incref(json_object_get(last, "id")) : json_null(),
+                  "pending", pending, "waiting_for", waiting[0] ? json_string(waiting) : json_null());
+    static const char *const run_keys[] = {"trigger", "started_at", "finished_at", "seconds"};
+    for (size_t i = 0; run && last && i < sizeof run_keys / sizeof run_keys[0]; i++)
+        json_object_set(run, run_keys[i], json_object_get(last, run_keys[i]));
+    json_t *o = json_pack(
+        "{s:s, s:o, s:{s:b, s:o}, s:o, s:o, s:i, s:o, s:o}", "verdict", health_verdict_name(v), "reasons",
+        reasons, "ready", "ok", not_ready == NULL, "reason", not_ready ? json_string(not_ready) : json_null(),
+        "thresholds", health_thresholds_json(&s->o.thresholds), "run", run, "world_size", HEALTH_WORLD_SIZE,
+        "ranks", last ? json_incref(json_object_get(last, "ranks")) : json_array(), "checks",
+        last ? json_incref(json_object_get(last, "checks")) : json_array());
+    json_decref(last);
+    return o;
+}
+
+int health_service_history(health_service *s, int limit, json_t **out, au_err *err) {
+    json_t *data;
+    int rc = health_store_history(s->hs, limit, &data, err);
+    if (rc)
+        return rc;
+    *out = json_pack("{s:s, s:o}", "object", "list", "data", data);
+    return *out ? 0 : au_errf(err, AU_ENOMEM, "health history: out of memory");
+}
