@@ -312,16 +312,34 @@ health_verdict health_decide(const json_t *run, const health_live *live, int wor
             degraded = 1;
             add_reason(reasons, "rank %d CPU-only: the engine runs on the cpu backend beside a GPU", r);
         }
-        size_t j;
-        json_array_foreach(json_object_get(rank, "checks"), j, c) {
+        const json_t *checks = json_object_get(rank, "checks");
+        size_t j, k;
+        json_array_foreach(checks, j, c) {
             const char *status = sget(c, "status");
             if (strcmp(status, "FAIL") == 0) {
                 degraded = 1;
                 add_reason(reasons, "rank %d %s FAIL: %s", r, sget(c, "name"), sget(c, "reason"));
-            } else if (strcmp(status, "SKIP") == 0 && has_gpu) {
-                degraded = 1;
-                add_reason(reasons, "rank %d %s not measured: %s", r, sget(c, "name"), sget(c, "reason"));
+                continue;
             }
+            if (strcmp(status, "SKIP") != 0 || !has_gpu)
+                continue;
+            /* one reason for all the checks skipped for the same cause, at its first */
+            int seen = 0;
+            for (k = 0; k < j && !seen; k++)
+                seen = strcmp(sget(json_array_get(checks, k), "status"), "SKIP") == 0 &&
+                       strcmp(sget(json_array_get(checks, k), "reason"), sget(c, "reason")) == 0;
+            if (seen)
+                continue;
+            char names[512];
+            size_t len = (size_t)snprintf(names, sizeof names, "%s", sget(c, "name"));
+            for (k = j + 1; k < json_array_size(checks) && len < sizeof names; k++) {
+                const json_t *d = json_array_get(checks, k);
+                if (strcmp(sget(d, "status"), "SKIP") == 0 &&
+                    strcmp(sget(d, "reason"), sget(c, "reason")) == 0)
+                    len += (size_t)snprintf(names + len, sizeof names - len, ", %s", sget(d, "name"));
+            }
+            degraded = 1;
+            add_reason(reasons, "rank %d %s not measured: %s", r, names, sget(c, "reason"));
         }
     }
     return not_ready ? HEALTH_NOT_READY : degraded ? HEALTH_DEGRADED : HEALTH_READY;

@@ -173,6 +173,10 @@ typedef struct health_service health_service;
  * GPU benchmarks wait while it returns 1. */
 typedef int (*health_busy_fn)(void *user, char *why, size_t cap);
 
+/* The GPU part of a run, with hp_gpu_run's contract (kernels/health_probe.h). */
+typedef int (*health_gpu_probe_fn)(int device, const hp_thresholds *t, hp_gate_fn gate, void *user,
+                                   hp_gpu_report *out, au_err *err);
+
 typedef struct health_service_opts {
     health_context ctx; /* strings copied */
     health_thresholds thresholds;
@@ -180,6 +184,8 @@ typedef struct health_service_opts {
     health_busy_fn busy;
     void *busy_user;
     int gpu_device;
+    health_gpu_probe_fn gpu_probe; /* NULL: hp_gpu_run (every GPU check SKIP in a build without
+                                      CUDA); tests pass their own */
     int keep_runs; /* history rows kept; older ones are deleted after each run */
 } health_service_opts;
 

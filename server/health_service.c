@@ -77,14 +77,14 @@ static int gate(void *user, char *reason, size_t cap) {
         pthread_mutex_lock(&s->mu);
         if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
-            snprintf(reason, cap, "not measured: the service is stopping");
+            snprintf(reason, cap, "the service is stopping");
             return 1;
         }
         if (busy <= 0) {
             s->waiting_for[0] = '\0';
             pthread_mutex_unlock(&s->mu);
             if (busy < 0) /* better unmeasured than beside a job */
-                snprintf(reason, cap, "not measured: cannot tell whether a job is running: %s", why);
+                snprintf(reason, cap, "cannot tell whether a job is running: %s", why);
             return busy < 0;
         }
         snprintf(s->waiting_for, sizeof s->waiting_for, "%s", why);
@@ -93,6 +93,15 @@ static int gate(void *user, char *reason, size_t cap) {
         pthread_mutex_unlock(&s->mu);
     }
 }
+
+#ifndef AU_HAVE_CUDA
+/* health_gpu_probe_fn of a build without CUDA. */
+static int no_cuda_probe(int device, const hp_thresholds *t, hp_gate_fn gate_fn, void *user,
+                         hp_gpu_report *out, au_err *err) {
+    hp_gpu_report_init(out, t, "no GPU: this build has no CUDA backend");
+    return 0;
+}
+#endif
 
 static void check_database(health_service *s, hp_check *c) {
     double ms = 0;
@@ -174,12 +183,8 @@ static void run_once(health_service *s, const char *trigger) {
     run->host_ok = health_probe_host(&run->host, "/sys/class", &e) == 0;
     if (!run->host_ok)
         snprintf(run->host_error, sizeof run->host_error, "%s", e.msg);
-#ifdef AU_HAVE_CUDA
-    if (hp_gpu_run(s->o.gpu_device, &s->o.thresholds.gpu, gate, s, &run->gpu, &e) != 0)
+    if (s->o.gpu_probe(s->o.gpu_device, &s->o.thresholds.gpu, gate, s, &run->gpu, &e) != 0)
         hp_gpu_report_init(&run->gpu, &s->o.thresholds.gpu, e.msg);
-#else
-    hp_gpu_report_init(&run->gpu, &s->o.thresholds.gpu, "no GPU: this build has no CUDA backend");
-#endif
     hp_check *c = &run->service[HEALTH_CHECK_NCCL];
     hp_check_init(c, "nccl_allreduce", "GB/s", s->o.thresholds.nccl_bus_bandwidth_gbs, 1);
     snprintf(c->detail, sizeof c->detail, "all-reduce bus bandwidth between the ranks");
@@ -243,6 +248,13 @@ int health_service_start(health_service **out, const health_service_opts *opts, 
     s->o.ctx.model_error = s->model_error;
     s->o.ctx.backend = opts->ctx.backend ? s->backend : NULL;
     s->o.db_path = s->db_path;
+    if (!s->o.gpu_probe) {
+#ifdef AU_HAVE_CUDA
+        s->o.gpu_probe = hp_gpu_run;
+#else
+        s->o.gpu_probe = no_cuda_probe;
+#endif
+    }
     int rc = health_store_open(&s->hs, s->db_path, err);
     if (rc) {
         free(s);

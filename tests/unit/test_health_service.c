@@ -1,0 +1,198 @@
+// deps: au_server
+/* test_health_service.c - the /health runner with a stand-in GPU probe (health_service_opts.
+ * gpu_probe) that asks the gate before each check as hp_gpu_run does: the start-up run waits
+ * while a job is generating and shows it as pending with what it waits for; it measures once
+ * the queue is empty; a request during the wait joins it, one after asks for another; the
+ * verdict follows (READY with every check passing on a GPU engine); runs land in the history;
+ * a busy callback that fails, and a stop during the wait, leave the GPU checks SKIP with the
+ * reason, and stop returns promptly.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/health.h"
+#include "server/health_store.h"
+
+static int failures;
+#define CHECK(cond)                                                                                          \
+    do {                                                                                                     \
+        if (!(cond)) {                                                                                       \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);                         \
+            failures++;                                                                                      \
+        }                                                                                                    \
+    } while (0)
+
+static volatile int job_running; /* what the busy callback reports */
+static volatile int busy_broken;
+static volatile int busy_calls;
+
+static int fake_busy(void *user, char *why, size_t cap) {
+    busy_calls++;
+    if (busy_broken) {
+        snprintf(why, cap, "store: database is locked");
+        return -1;
+    }
+    if (!job_running)
+        return 0;
+    snprintf(why, cap, "1 job(s) queued or generating");
+    return 1;
+}
+
+/* hp_gpu_run's contract on a GPU that passes everything. */
+static int fake_gpu(int device, const hp_thresholds *t, hp_gate_fn gate, void *user, hp_gpu_report *out,
+                    au_err *err) {
+    static const double values[HP_N_CHECKS] = {2900, 650, 600, 1200, 1100, 0.002, 0.004};
+    hp_gpu_report_init(out, t, "");
+    out->available = 1;
+    snprintf(out->facts.name, sizeof out->facts.name, "Stand-in GPU");
+    out->facts.sm_count = 132;
+    for (int i = 0; i < HP_N_CHECKS; i++) {
+        char reason[512] = "";
+        if (gate(user, reason, sizeof reason) != 0) {
+            for (int j = i; j < HP_N_CHECKS; j++)
+                hp_check_skip(&out->checks[j], reason);
+            return 0;
+        }
+        hp_check_judge(&out->checks[i], values[i]);
+    }
+    return 0;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static json_t *report(health_service *s) {
+    health_live live = {.db_ok = 1, .engine_loaded = 1};
+    return health_service_report(s, &live);
+}
+
+static const char *verdict(const json_t *r) {
+    return json_string_value(json_object_get(r, "verdict"));
+}
+
+static const json_t *run_of(const json_t *r) {
+    return json_object_get(r, "run");
+}
+
+int main(void) {
+    char dir[] = "/tmp/auteur-hsvc-XXXXXX", db[256], model[1024];
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    const char *src = getenv("AUTEUR_SOURCE_DIR");
+    snprintf(model, sizeof model, "%s/models/tiny-random", src ? src : ".");
+    snprintf(db, sizeof db, "%s/auteur.db", dir);
+    health_service_opts o = {
+        .ctx =
+            {.data_dir = dir, .model_dir = model, .engine_loaded = 1, .model_error = "", .backend = "cuda"},
+        .db_path = db,
+        .busy = fake_busy,
+        .gpu_probe = fake_gpu,
+        .keep_runs = 10,
+    };
+    health_thresholds_default(&o.thresholds);
+    health_service *s;
+    au_err err;
+
+    /* a job is generating: the start-up run waits */
+    job_running = 1;
+    CHECK(health_service_start(&s, &o, &err) == 0);
+    usleep(300 * 1000);
+    json_t *r = report(s);
+    CHECK(strcmp(verdict(r), "DEGRADED") == 0);
+    CHECK(strstr(json_string_value(json_array_get(json_object_get(r, "reasons"), 0)), "pending") != NULL);
+    CHECK(json_is_true(json_object_get(run_of(r), "pending")) &&
+          json_is_null(json_object_get(run_of(r), "id")));
+    CHECK(json_string_value(json_object_get(run_of(r), "waiting_for")) &&
+          strcmp(json_string_value(json_object_get(run_of(r), "waiting_for")),
+                 "1 job(s) queued or generating") == 0);
+    CHECK(json_array_size(json_object_get(r, "ranks")) == 0);
+    CHECK(json_is_true(json_object_get(json_object_get(r, "ready"), "ok"))); /* it can still take jobs */
+    json_decref(r);
+    CHECK(busy_calls >= 1);
+    CHECK(health_service_run(s, 0.3) == 0); /* joins the waiting start-up run, which still waits */
+
+    /* the queue empties: the start-up run measures, then the run asked for next */
+    job_running = 0;
+    double t0 = now_s();
+    CHECK(health_service_run(s, 10) == 1);
+    CHECK(now_s() - t0 < 5);
+    r = report(s);
+    CHECK(strcmp(verdict(r), "READY") == 0 && json_array_size(json_object_get(r, "reasons")) == 0);
+    CHECK(json_integer_value(json_object_get(run_of(r), "id")) == 2);
+    CHECK(strcmp(json_string_value(json_object_get(run_of(r), "trigger")), "request") == 0);
+    CHECK(json_is_false(json_object_get(run_of(r), "pending")) &&
+          json_is_null(json_object_get(run_of(r), "waiting_for")));
+    json_t *rank = json_array_get(json_object_get(r, "ranks"), 0);
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(rank, "gpu"), "name")), "Stand-in GPU") ==
+          0);
+    CHECK(json_number_value(json_object_get(json_array_get(json_object_get(rank, "checks"), 0), "value")) ==
+          2900);
+    json_t *c;
+    size_t i;
+    json_array_foreach(json_object_get(r, "checks"), i, c) {
+        const char *name = json_string_value(json_object_get(c, "name")),
+                   *status = json_string_value(json_object_get(c, "status"));
+        CHECK(strcmp(status, strcmp(name, "nccl_allreduce") == 0 ? "SKIP" : "PASS") == 0);
+    }
+    json_decref(r);
+    json_t *hist;
+    CHECK(health_service_history(s, 10, &hist, &err) == 0);
+    CHECK(strcmp(json_string_value(json_object_get(hist, "object")), "list") == 0);
+    CHECK(json_array_size(json_object_get(hist, "data")) == 2);
+    CHECK(strcmp(
+              json_string_value(json_object_get(json_array_get(json_object_get(hist, "data"), 1), "trigger")),
+              "startup") == 0);
+    json_decref(hist);
+    CHECK(health_service_history(s, 0, &hist, &err) == AU_EINVAL);
+
+    /* the busy callback fails: unmeasured rather than beside a job */
+    busy_broken = 1;
+    CHECK(health_service_run(s, 10) == 1);
+    busy_broken = 0;
+    r = report(s);
+    rank = json_array_get(json_object_get(r, "ranks"), 0);
+    c = json_array_get(json_object_get(rank, "checks"), 0);
+    CHECK(strcmp(json_string_value(json_object_get(c, "status")), "SKIP") == 0);
+    CHECK(strstr(json_string_value(json_object_get(c, "reason")), "cannot tell whether a job is running"));
+    CHECK(strcmp(verdict(r), "DEGRADED") == 0); /* GPU checks not measured on a GPU: one reason for all */
+    CHECK(json_array_size(json_object_get(r, "reasons")) == 1);
+    CHECK(strstr(json_string_value(json_array_get(json_object_get(r, "reasons"), 0)),
+                 "rank 0 memory_bandwidth, gemm_fp16, gemm_fp16_wan13b, gemm_fp8, gemm_fp8_wan13b, "
+                 "fp8_gemm_selftest, attention_selftest not measured: cannot tell"));
+    json_decref(r);
+
+    /* stop while the run waits for a job */
+    job_running = 1;
+    CHECK(health_service_run(s, 0.3) == 0);
+    t0 = now_s();
+    health_service_stop(s);
+    CHECK(now_s() - t0 < 2);
+    health_store *hs;
+    CHECK(health_store_open(&hs, db, &err) == 0);
+    CHECK(health_store_history(hs, 10, &hist, &err) == 0 && json_array_size(hist) == 4);
+    rank = json_array_get(json_object_get(json_array_get(hist, 0), "ranks"), 0);
+    c = json_array_get(json_object_get(rank, "checks"), 0);
+    CHECK(strcmp(json_string_value(json_object_get(c, "reason")), "the service is stopping") == 0);
+    json_decref(hist);
+    health_store_close(hs);
+
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+    if (failures) {
+        fprintf(stderr, "test_health_service: %d checks failed\n", failures);
+        return 1;
+    }
+    printf("test_health_service: ok\n");
+    return 0;
+}
