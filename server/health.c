@@ -86,8 +86,12 @@ const char *health_verdict_name(health_verdict v) {
     return v == HEALTH_READY ? "READY" : v == HEALTH_DEGRADED ? "DEGRADED" : "NOT_READY";
 }
 
-const char *health_precision_of(const char *backend) {
-    return backend && strcmp(backend, "cpu") == 0 ? "float32" : NULL;
+const char *health_precision_of(const char *backend, au_precision precision) {
+    if (backend && strcmp(backend, "cpu") == 0)
+        return "float32";
+    if (backend && strcmp(backend, "cuda") == 0)
+        return precision == AU_PRECISION_BF16 ? "bf16" : "fp8";
+    return NULL;
 }
 
 /* A number to 6 significant digits, or null for NaN (JSON has no NaN). */
@@ -200,9 +204,8 @@ static json_t *rank_json(const health_run *run, const health_context *ctx) {
                                                m->per_block, "ms", timed ? num(m->ms) : json_null(), "tflops",
                                                timed ? num(m->tflops) : json_null()));
     }
-    const char *precision = health_precision_of(ctx->backend);
-    json_t *engine =
-        json_pack("{s:o, s:o}", "backend", str_or_null(ctx->backend), "precision", str_or_null(precision));
+    json_t *engine = json_pack("{s:o, s:o}", "backend", str_or_null(ctx->backend), "precision",
+                               str_or_null(ctx->precision));
     json_t *host = host_json(run), *net = network_json(&run->host), *gpu = gpu_json(g),
            *checks = checks_json(g->checks, HP_N_CHECKS);
     if (!gemms || !engine || !host || !net || !gpu || !checks) {

@@ -33,6 +33,7 @@
 #include <stdint.h>
 
 #include "kernels/health_probe.h"
+#include "pipeline.h"
 #include "status.h"
 
 /* ---- thresholds ---- */
@@ -118,6 +119,7 @@ typedef struct health_context {
     int engine_loaded;
     const char *model_error; /* why it is not loaded */
     const char *backend;     /* pipeline_backend_name(), NULL without an engine */
+    const char *precision;   /* health_precision_of(), NULL when unknown */
 } health_context;
 
 /* Ranks of the service: this process alone until the two-node engine exists, so the NCCL
@@ -134,9 +136,9 @@ typedef struct health_run {
     hp_check service[HEALTH_N_SERVICE];
 } health_run;
 
-/* The engine's numeric precision for a backend name ("cpu" computes in float32), NULL when
- * the pipeline does not say. */
-const char *health_precision_of(const char *backend);
+/* The engine's numeric precision: "float32" on the "cpu" backend; on "cuda" what the pipeline
+ * was opened with ("fp8": e4m3 GEMMs, bf16 activations; "bf16"); NULL for another backend. */
+const char *health_precision_of(const char *backend, au_precision precision);
 
 /* The run as the JSON object described above, with its verdict and reasons decided from
  * the run alone (the database as the run found it). NULL when out of memory. */
@@ -186,7 +188,7 @@ typedef struct health_service_opts {
     int gpu_device;
     health_gpu_probe_fn gpu_probe; /* NULL: hp_gpu_run (every GPU check SKIP in a build without
                                       CUDA); tests pass their own */
-    int keep_runs; /* history rows kept; older ones are deleted after each run */
+    int keep_runs;                 /* history rows kept; older ones are deleted after each run */
 } health_service_opts;
 
 /* Open the history, start the runner thread and ask it for the start-up run. */

@@ -27,7 +27,8 @@
 
 struct health_service {
     health_service_opts o;
-    char data_dir[PATH_MAX], model_dir[PATH_MAX], model_error[512], backend[64], db_path[PATH_MAX];
+    char data_dir[PATH_MAX], model_dir[PATH_MAX], model_error[512], backend[64], precision[32];
+    char db_path[PATH_MAX];
     health_store *hs;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -242,11 +243,13 @@ int health_service_start(health_service **out, const health_service_opts *opts, 
     snprintf(s->model_dir, sizeof s->model_dir, "%s", opts->ctx.model_dir ? opts->ctx.model_dir : "");
     snprintf(s->model_error, sizeof s->model_error, "%s", opts->ctx.model_error ? opts->ctx.model_error : "");
     snprintf(s->backend, sizeof s->backend, "%s", opts->ctx.backend ? opts->ctx.backend : "");
+    snprintf(s->precision, sizeof s->precision, "%s", opts->ctx.precision ? opts->ctx.precision : "");
     snprintf(s->db_path, sizeof s->db_path, "%s", opts->db_path);
     s->o.ctx.data_dir = s->data_dir;
     s->o.ctx.model_dir = s->model_dir;
     s->o.ctx.model_error = s->model_error;
     s->o.ctx.backend = opts->ctx.backend ? s->backend : NULL;
+    s->o.ctx.precision = opts->ctx.precision ? s->precision : NULL;
     s->o.db_path = s->db_path;
     if (!s->o.gpu_probe) {
 #ifdef AU_HAVE_CUDA

@@ -38,14 +38,6 @@ static json_t *health_report_object(app *a, int *healthy) {
     au_err err;
     int db_ok = store_counts(a->st, counts, &err) == 0;
     store_schema_versions(a->st, &before, &version);
-    json_t *jobs = json_object();
-    for (int i = 0; i < 4; i++)
-        json_object_set_new(jobs, api_status_name((api_status)i), json_integer(counts[i]));
-    const char *backend = a->pipe ? pipeline_backend_name(a->pipe) : NULL;
-    json_t *model =
-        json_pack("{s:b, s:s?, s:s?, s:s?, s:s, s:s?}", "loaded", a->pipe != NULL, "name",
-                  a->mi ? a->mi->name : NULL, "backend", backend, "precision", health_precision_of(backend),
-                  "dir", a->cfg->model_dir, "error", a->pipe ? NULL : a->model_error);
     health_live live = {.db_ok = db_ok,
                         .engine_loaded = a->pipe != NULL,
                         .queue_full = counts[API_QUEUED] + counts[API_IN_PROGRESS] >= a->cfg->max_queue};
@@ -54,12 +46,21 @@ static json_t *health_report_object(app *a, int *healthy) {
     if (!hw)
         return NULL;
     *healthy = strcmp(json_string_value(json_object_get(hw, "verdict")), "NOT_READY") != 0;
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:{s:b, s:i, s:s?}, s:{s:i, s:i, s:i}, s:o, s:o}", "object",
-                          "health.report", "status", *healthy ? "ok" : "degraded", "version", AUTEUR_VERSION,
-                          "uptime_seconds", (json_int_t)(time(NULL) - a->started_at), "database", "ok", db_ok,
-                          "schema_version", version, "error", db_ok ? NULL : err.msg, "queue", "queued",
-                          counts[API_QUEUED], "in_progress", counts[API_IN_PROGRESS], "max",
-                          a->cfg->max_queue, "jobs", jobs, "model", model);
+    /* the precision is the one the health run reports for this process's engine */
+    json_t *engine = json_object_get(json_array_get(json_object_get(hw, "ranks"), 0), "engine");
+    json_t *jobs = json_object();
+    for (int i = 0; i < 4; i++)
+        json_object_set_new(jobs, api_status_name((api_status)i), json_integer(counts[i]));
+    json_t *o = json_pack(
+        "{s:s, s:s, s:s, s:I, s:{s:b, s:i, s:s?}, s:{s:i, s:i, s:i}, s:o, s:{s:b, s:s?, s:s?, s:s?, s:s, "
+        "s:s?}}",
+        "object", "health.report", "status", *healthy ? "ok" : "degraded", "version", AUTEUR_VERSION,
+        "uptime_seconds", (json_int_t)(time(NULL) - a->started_at), "database", "ok", db_ok, "schema_version",
+        version, "error", db_ok ? NULL : err.msg, "queue", "queued", counts[API_QUEUED], "in_progress",
+        counts[API_IN_PROGRESS], "max", a->cfg->max_queue, "jobs", jobs, "model", "loaded", a->pipe != NULL,
+        "name", a->mi ? a->mi->name : NULL, "backend", a->pipe ? pipeline_backend_name(a->pipe) : NULL,
+        "precision", json_string_value(json_object_get(engine, "precision")), "dir", a->cfg->model_dir,
+        "error", a->pipe ? NULL : a->model_error);
     if (o)
         json_object_update(o, hw);
     json_decref(hw);

@@ -149,7 +149,8 @@ static void test_run_json_and_verdict(void) {
     health_thresholds t;
     health_thresholds_default(&t);
     health_run *run = malloc(sizeof *run);
-    health_context ctx = {.data_dir = "/d", .model_dir = "/m", .engine_loaded = 1, .backend = "cuda"};
+    health_context ctx = {
+        .data_dir = "/d", .model_dir = "/m", .engine_loaded = 1, .backend = "cuda", .precision = "fp8"};
     health_live live = {.db_ok = 1, .engine_loaded = 1};
     char why[512];
     make_gpu_run(run, &t);
@@ -168,7 +169,13 @@ static void test_run_json_and_verdict(void) {
     CHECK(strcmp(json_string_value(json_object_get(gpu, "compute_capability")), "12.1") == 0);
     CHECK(strcmp(json_string_value(json_object_get(gpu, "cuda_driver_api_version")), "13.1") == 0);
     CHECK(json_is_null(json_object_get(gpu, "driver_version")));
-    CHECK(json_is_null(json_object_get(json_object_get(rank, "engine"), "precision")));
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(rank, "engine"), "precision")), "fp8") ==
+          0);
+    CHECK(strcmp(health_precision_of("cpu", AU_PRECISION_FP8), "float32") == 0);
+    CHECK(strcmp(health_precision_of("cuda", AU_PRECISION_FP8), "fp8") == 0);
+    CHECK(strcmp(health_precision_of("cuda", AU_PRECISION_BF16), "bf16") == 0);
+    CHECK(health_precision_of("metal", AU_PRECISION_FP8) == NULL &&
+          health_precision_of(NULL, AU_PRECISION_FP8) == NULL);
     json_t *bw = json_array_get(json_object_get(rank, "checks"), 0);
     CHECK(strcmp(json_string_value(json_object_get(bw, "name")), "memory_bandwidth") == 0);
     CHECK(json_number_value(json_object_get(bw, "value")) == 107.5);
