@@ -9,7 +9,8 @@ function(au_embed_migrations target dir)
     OUTPUT ${out}
     COMMAND ${CMAKE_COMMAND} -DOUT=${out} "-DSQLS=${sqls_arg}" -P ${CMAKE_SOURCE_DIR}/cmake/embed_sql.cmake
     DEPENDS ${sqls} ${CMAKE_SOURCE_DIR}/cmake/embed_sql.cmake
-    COMMENT "Embedding SQL migrations")
+    COMMENT "Embedding SQL migrations"
+    VERBATIM)
   add_library(${target} STATIC ${out})
   target_include_directories(${target} PUBLIC ${CMAKE_SOURCE_DIR}/server)
 endfunction()

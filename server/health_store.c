@@ -10,26 +10,6 @@
 #include "migrate.h"
 #include "store.h"
 
-/* The history's schema. It belongs in migrations/0002_health.sql, but cmake/embed.cmake cannot
- * embed a second migration yet (its command is not VERBATIM, so the shell takes the '|' that
- * joins the file names for a pipe); until it can, the tables are made here, idempotently,
- * outside the PRAGMA user_version count. Times are Unix seconds; a figure is NULL when the run
- * could not measure it. */
-static const char health_schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS health_runs ("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " started_at REAL NOT NULL,"
-    " finished_at REAL NOT NULL,"
-    " trigger TEXT NOT NULL CHECK (trigger IN ('startup', 'request')),"
-    " verdict TEXT NOT NULL CHECK (verdict IN ('READY', 'DEGRADED', 'NOT_READY')),"
-    " memory_bandwidth_gbs REAL,"
-    " gemm_fp16_tflops REAL,"
-    " gemm_fp8_tflops REAL,"
-    " report TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS health_write_probe ("
-    " id INTEGER PRIMARY KEY CHECK (id = 1),"
-    " written_at REAL NOT NULL);";
-
 enum { HS_PROBE, HS_INSERT, HS_PRUNE, HS_HISTORY, HS_COUNT };
 
 static const char *const hs_sql[HS_COUNT] = {
@@ -74,12 +54,6 @@ int health_store_open(health_store **out, const char *path, au_err *err) {
     }
     if ((rc = migrate_apply(s->db, NULL, NULL, err))) {
         au_err_prefix(err, "health history: database %s", path);
-        goto fail;
-    }
-    if (sqlite3_exec(s->db, health_schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
-        rc = au_errf(err, AU_EIO, "health history: database %s: creating its tables: %s", path,
-                     msg ? msg : sqlite3_errmsg(s->db));
-        sqlite3_free(msg);
         goto fail;
     }
     for (int i = 0; i < HS_COUNT; i++)

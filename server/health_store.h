@@ -1,4 +1,4 @@
-/* health_store.h - the /health history in SQLite (tables health_runs, health_write_probe).
+/* health_store.h - the /health history in SQLite (migrations/0002_health.sql).
  *
  * Its own connection to the service's database (DATA/auteur.db, WAL mode, so runs are written
  * while the job store works), behind a mutex; statements prepared once at open. Each run is
@@ -17,8 +17,7 @@
 typedef struct health_store health_store;
 
 /* Open path (creating it if needed), set WAL and the busy timeout, apply the embedded
- * migrations (a no-op when the job store already did), create the history's tables if they
- * are missing and prepare the statements. */
+ * migrations (a no-op when the job store already did) and prepare the statements. */
 int health_store_open(health_store **out, const char *path, au_err *err);
 void health_store_close(health_store *s);
 

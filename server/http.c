@@ -45,6 +45,10 @@ static const route_def routes[] = {
     {"/v1/videos/{id}/remix", 0, M_POST, NULL, routes_remix_video, NULL},
     {"/v1/models", 0, M_GET, routes_models, NULL, NULL},
     {"/health", 1, M_GET, routes_health, NULL, NULL},
+    {"/health/live", 1, M_GET, routes_health_live, NULL, NULL},
+    {"/health/ready", 1, M_GET, routes_health_ready, NULL, NULL},
+    {"/health/history", 1, M_GET, routes_health_history, NULL, NULL},
+    {"/health/run", 0, M_POST, NULL, routes_health_run, NULL},
     {"/metrics", 1, M_GET, routes_metrics, NULL, NULL},
 };
 #define N_ROUTES ((int)(sizeof routes / sizeof routes[0]))

@@ -9,6 +9,10 @@
  *   POST   /v1/videos/{id}/remix      routes_remix_video
  *   GET    /v1/models                 routes_models           (routes_misc.c)
  *   GET    /health                    routes_health
+ *   GET    /health/live               routes_health_live
+ *   GET    /health/ready              routes_health_ready
+ *   GET    /health/history            routes_health_history
+ *   POST   /health/run                routes_health_run
  *   GET    /metrics                   routes_metrics
  */
 #ifndef AU_ROUTES_H
@@ -24,6 +28,10 @@ int routes_video_content(http_req *r);
 int routes_remix_video(http_req *r);
 int routes_models(http_req *r);
 int routes_health(http_req *r);
+int routes_health_live(http_req *r);
+int routes_health_ready(http_req *r);
+int routes_health_history(http_req *r);
+int routes_health_run(http_req *r);
 int routes_metrics(http_req *r);
 
 /* The /health report as JSON (also used by tests); *healthy = 1 when every part is up. */

@@ -10,6 +10,11 @@
  * NOT_READY, with the same body. "status" is kept for older clients: "ok" unless NOT_READY.
  * ?refresh=1 (or true) first asks for a fresh hardware run and waits up to
  * HEALTH_REFRESH_WAIT_S for it (it waits for running jobs; "run.pending" says if it still is).
+ * /health/live is 200 while the process answers; /health/ready is 200 when the report's
+ * "ready" is (the service can take jobs), 503 otherwise, with {"ok", "reason", "verdict"};
+ * /health/history?limit=N (1-1000, default 20) lists the stored runs newest first; POST
+ * /health/run asks for a run and answers the report when it finished within
+ * HEALTH_REFRESH_WAIT_S (200), or 202 with the report while it still waits for jobs.
  * /metrics adds the report's values (health_metrics_render) to the service's counters.
  */
 #include <jansson.h>
@@ -90,6 +95,51 @@ int routes_health(http_req *r) {
     int healthy = 0;
     char *body = routes_health_report(r->app, &healthy);
     return http_reply_json(r, healthy ? 200 : 503, body);
+}
+
+int routes_health_live(http_req *r) {
+    return http_reply_json(r, 200, strdup("{\"status\":\"alive\"}"));
+}
+
+int routes_health_ready(http_req *r) {
+    int healthy;
+    json_t *o = health_report_object(r->app, &healthy);
+    if (!o)
+        return http_reply_json(r, 500, NULL);
+    json_t *ready = json_object_get(o, "ready");
+    int ok = json_is_true(json_object_get(ready, "ok"));
+    json_t *body = json_pack("{s:b, s:O, s:O}", "ok", ok, "reason", json_object_get(ready, "reason"),
+                             "verdict", json_object_get(o, "verdict"));
+    json_decref(o);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    return http_reply_json(r, ok ? 200 : 503, text);
+}
+
+int routes_health_history(http_req *r) {
+    const char *s = http_query(r, "limit");
+    char *end = NULL;
+    long limit = s ? strtol(s, &end, 10) : 20;
+    api_error e;
+    if (s && (!*s || *end || limit < 1 || limit > 1000)) {
+        api_errorf(&e, 400, "invalid_value", "limit", "limit: expected an integer from 1 to 1000, got \"%s\"",
+                   s);
+        return http_reply_error(r, &e);
+    }
+    json_t *list;
+    au_err err;
+    if (health_service_history(health_service_installed(), (int)limit, &list, &err) != 0) {
+        api_error_from_status(&e, &err, NULL);
+        return http_reply_error(r, &e);
+    }
+    char *text = json_dumps(list, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    json_decref(list);
+    return http_reply_json(r, 200, text);
+}
+
+int routes_health_run(http_req *r) {
+    int finished = health_service_run(health_service_installed(), HEALTH_REFRESH_WAIT_S), healthy;
+    return http_reply_json(r, finished ? 200 : 202, routes_health_report(r->app, &healthy));
 }
 
 int routes_metrics(http_req *r) {
