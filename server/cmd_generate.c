@@ -141,7 +141,7 @@ int cmd_generate(int argc, char **argv) {
         return 2;
     }
     au_pipeline *pipe = NULL;
-    au_pipeline_opts po = {.device = g->device, .n_threads = g->threads};
+    au_pipeline_opts po = {.device = g->device, .n_threads = g->threads, .precision = g->precision};
     json_t *fields = NULL;
     api_request req;
     memset(&req, 0, sizeof req);

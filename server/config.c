@@ -19,7 +19,7 @@
 #define AUTEUR_DEFAULT_MODEL_DIR "models/tiny-random"
 #endif
 
-typedef enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_LL, OPT_KEYS, OPT_DEVICE, OPT_FLAG } opt_kind;
+typedef enum opt_kind { OPT_STR, OPT_INT, OPT_DOUBLE, OPT_LL, OPT_KEYS, OPT_DEVICE, OPT_PRECISION, OPT_FLAG } opt_kind;
 
 typedef struct opt {
     const char *flag;       /* "--port" */
@@ -110,6 +110,12 @@ static int set_value(const opt *o, const char *src, const char *value, au_err *e
             }
         return au_errf(err, CFG_USAGE, "%s: expected auto, cpu or cuda, got \"%s\"", src, value);
     }
+    case OPT_PRECISION:
+        if (strcmp(value, "fp8") == 0 || strcmp(value, "bf16") == 0) {
+            *(au_precision *)o->target = value[0] == 'f' ? AU_PRECISION_FP8 : AU_PRECISION_BF16;
+            return 0;
+        }
+        return au_errf(err, CFG_USAGE, "%s: expected fp8 or bf16, got \"%s\"", src, value);
     case OPT_FLAG: {
         static const char *const on[] = {"1", "true", "yes"}, *const off[] = {"0", "false", "no"};
         for (int i = 0; i < 3; i++) {
@@ -230,6 +236,8 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
          "unfinished jobs accepted before 429 (default 100)"},
         {"--device", NULL, "AUTEUR_DEVICE", OPT_DEVICE, &c->device, 0, 0, 0, NULL, "auto|cpu|cuda",
          "compute device (default auto)"},
+        {"--precision", NULL, "AUTEUR_PRECISION", OPT_PRECISION, &c->precision, 0, 0, 0, NULL, "fp8|bf16",
+         "GPU matrix-product precision (default fp8; the CPU is always float32)"},
         {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &c->threads, 0, 0, 4096, NULL, "N",
          "engine CPU threads (default 0 = all cores)"},
         {"--http-threads", NULL, "AUTEUR_HTTP_THREADS", OPT_INT, &c->http_threads, 0, 1, 256, NULL, "N",
@@ -292,6 +300,8 @@ int config_generate(generate_config *c, int argc, char **argv, au_err *err) {
          "also write the first frame as .jpg or .png"},
         {"--device", NULL, "AUTEUR_DEVICE", OPT_DEVICE, &c->device, 0, 0, 0, NULL, "auto|cpu|cuda",
          "compute device (default auto)"},
+        {"--precision", NULL, "AUTEUR_PRECISION", OPT_PRECISION, &c->precision, 0, 0, 0, NULL, "fp8|bf16",
+         "GPU matrix-product precision (default fp8; the CPU is always float32)"},
         {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &c->threads, 0, 0, 4096, NULL, "N",
          "engine CPU threads (default 0 = all cores)"},
     };

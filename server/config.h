@@ -29,6 +29,7 @@ typedef struct serve_config {
     int n_api_keys;
     int max_queue; /* unfinished jobs (queued + in progress) before 429 */
     au_device device;
+    au_precision precision;
     int threads; /* engine CPU threads, 0 = all cores */
     int http_threads;
     int lease_seconds;
@@ -52,6 +53,7 @@ typedef struct generate_config {
     char output[PATH_MAX];
     char thumbnail[PATH_MAX]; /* "" = none */
     au_device device;
+    au_precision precision;
     int threads;
 } generate_config;
 

@@ -32,8 +32,6 @@
 
 static int signal_pipe[2] = {-1, -1};
 
-/* The CUDA engine's matrix-product precision (the pipeline's default; no flag chooses it yet). */
-static const au_precision engine_precision = AU_PRECISION_FP8;
 
 static void on_stop_signal(int sig) {
     int saved = errno;
@@ -182,7 +180,7 @@ static int start(app *a, const serve_config *cfg, int *lock_fd, au_err *err) {
                 nr, nf, parts);
     if (metrics_create(&a->met) != 0)
         return au_errf(err, AU_ENOMEM, "metrics: out of memory");
-    au_pipeline_opts po = {.device = cfg->device, .n_threads = cfg->threads, .precision = engine_precision};
+    au_pipeline_opts po = {.device = cfg->device, .n_threads = cfg->threads, .precision = cfg->precision};
     au_err perr;
     if (pipeline_open(&a->pipe, cfg->model_dir, &po, &perr) != 0) {
         a->pipe = NULL;
@@ -230,7 +228,7 @@ static int start_health(app *a, const health_thresholds *t, health_service **out
                 .model_error = a->model_error,
                 .backend = a->pipe ? pipeline_backend_name(a->pipe) : NULL,
                 .precision =
-                    a->pipe ? health_precision_of(pipeline_backend_name(a->pipe), engine_precision) : NULL},
+                    a->pipe ? health_precision_of(pipeline_backend_name(a->pipe), a->cfg->precision) : NULL},
         .thresholds = *t,
         .busy = jobs_busy,
         .busy_user = a,
