@@ -6,6 +6,7 @@
 #define AU_APP_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -24,6 +25,7 @@ typedef struct app {
     metrics *met;
     char videos_dir[PATH_MAX + 16]; /* DATA/videos */
     int64_t started_at;
+    atomic_int gpu_measuring; /* set by /health while a GPU benchmark runs: no job starts */
 } app;
 
 #endif

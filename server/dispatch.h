@@ -14,6 +14,7 @@
 #ifndef AU_DISPATCH_H
 #define AU_DISPATCH_H
 
+#include <stdatomic.h>
 #include "api/video.h"
 #include "metrics.h"
 #include "pipeline.h"
@@ -31,6 +32,7 @@ typedef struct dispatch_opts {
     int lease_seconds;
     int max_attempts;
     double retention_hours; /* 0 = finished videos are kept */
+    atomic_int *hold;       /* NULL, or non-zero while no job may start (a /health benchmark) */
 } dispatch_opts;
 
 int dispatch_start(dispatcher **out, const dispatch_opts *opts, au_err *err);

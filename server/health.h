@@ -29,6 +29,7 @@
 #ifndef AU_HEALTH_H
 #define AU_HEALTH_H
 
+#include <stdatomic.h>
 #include <jansson.h>
 #include <stdint.h>
 
@@ -189,6 +190,8 @@ typedef struct health_service_opts {
     health_gpu_probe_fn gpu_probe; /* NULL: hp_gpu_run (every GPU check SKIP in a build without
                                       CUDA); tests pass their own */
     int keep_runs;                 /* history rows kept; older ones are deleted after each run */
+    atomic_int *measuring;         /* NULL, or set while a GPU benchmark runs (the dispatcher
+                                      starts no job meanwhile: dispatch_opts.hold) */
 } health_service_opts;
 
 /* Open the history, start the runner thread and ask it for the start-up run. */

@@ -6,9 +6,9 @@
  * joins it; one made while a run measures asks for the next. The GPU benchmarks never overlap
  * a job: before each one the gate asks the busy callback (jobs queued or generating) and waits,
  * polling every GATE_POLL_MS, until the queue is empty; the wait shows in the report as
- * run.pending / run.waiting_for. The dispatcher offers no hook to hold a job back, so a job
- * queued during a benchmark may start beside that one benchmark (at most ~1 s); the next gate
- * waits for it.
+ * run.pending / run.waiting_for. The gate raises `measuring` before it looks at the queue and
+ * lowers it while it waits, and the dispatcher claims no job while it is raised: flag first,
+ * then the queue, on both sides, so a job and a benchmark never overlap.
  */
 #include <limits.h>
 #include <math.h>
@@ -74,7 +74,11 @@ static int gate(void *user, char *reason, size_t cap) {
     health_service *s = user;
     for (;;) {
         char why[256] = "";
+        if (s->o.measuring)
+            atomic_store(s->o.measuring, 1);
         int busy = s->o.busy ? s->o.busy(s->o.busy_user, why, sizeof why) : 0;
+        if (busy != 0 && s->o.measuring)
+            atomic_store(s->o.measuring, 0);
         pthread_mutex_lock(&s->mu);
         if (s->stopping) {
             pthread_mutex_unlock(&s->mu);
@@ -186,6 +190,8 @@ static void run_once(health_service *s, const char *trigger) {
         snprintf(run->host_error, sizeof run->host_error, "%s", e.msg);
     if (s->o.gpu_probe(s->o.gpu_device, &s->o.thresholds.gpu, gate, s, &run->gpu, &e) != 0)
         hp_gpu_report_init(&run->gpu, &s->o.thresholds.gpu, e.msg);
+    if (s->o.measuring)
+        atomic_store(s->o.measuring, 0);
     hp_check *c = &run->service[HEALTH_CHECK_NCCL];
     hp_check_init(c, "nccl_allreduce", "GB/s", s->o.thresholds.nccl_bus_bandwidth_gbs, 1);
     snprintf(c->detail, sizeof c->detail, "all-reduce bus bandwidth between the ranks");

@@ -200,7 +200,8 @@ static int start(app *a, const serve_config *cfg, int *lock_fd, au_err *err) {
                            .owner = owner,
                            .lease_seconds = cfg->lease_seconds,
                            .max_attempts = STORE_MAX_ATTEMPTS,
-                           .retention_hours = cfg->retention_hours};
+                           .retention_hours = cfg->retention_hours,
+                           .hold = &a->gpu_measuring};
     return dispatch_start(&a->disp, &dopts, err);
 }
 
@@ -234,6 +235,7 @@ static int start_health(app *a, const health_thresholds *t, health_service **out
         .busy_user = a,
         .gpu_device = 0,
         .keep_runs = HEALTH_KEEP_RUNS,
+        .measuring = &a->gpu_measuring,
     };
     char db[PATH_MAX + 16];
     snprintf(db, sizeof db, "%s/auteur.db", a->cfg->data_dir);
@@ -259,6 +261,7 @@ int cmd_serve(int argc, char **argv) {
     }
     app a;
     memset(&a, 0, sizeof a);
+    atomic_init(&a.gpu_measuring, 0);
     int lock_fd = -1, port = 0, exit_code = 0;
     http_server *http = NULL;
     health_service *health = NULL;
