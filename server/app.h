@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "dispatch.h"
+#include "health.h"
 #include "metrics.h"
 #include "pipeline.h"
 #include "store.h"
@@ -26,6 +27,7 @@ typedef struct app {
     char videos_dir[PATH_MAX + 16]; /* DATA/videos */
     int64_t started_at;
     atomic_int gpu_measuring; /* set by /health while a GPU benchmark runs: no job starts */
+    health_service *health;   /* the /health runner, NULL until started */
 } app;
 
 #endif

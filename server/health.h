@@ -218,9 +218,4 @@ json_t *health_service_report(health_service *s, const health_live *live);
 /* The last `limit` stored runs, newest first, each with its "id": {"object": "list", "data": [...]}. */
 int health_service_history(health_service *s, int limit, json_t **out, au_err *err);
 
-/* The service of this process, for the HTTP handlers (app.h has no field for it): set by
- * `auteur serve` before it listens and cleared after it stops listening. */
-void health_service_install(health_service *s);
-health_service *health_service_installed(void);
-
 #endif

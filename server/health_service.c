@@ -40,15 +40,6 @@ struct health_service {
     json_t *last;          /* the last finished run, with its "id" */
 };
 
-static health_service *installed_service;
-
-void health_service_install(health_service *s) {
-    installed_service = s;
-}
-
-health_service *health_service_installed(void) {
-    return installed_service;
-}
 
 static double now_unix(void) {
     struct timespec ts;

@@ -46,7 +46,7 @@ static json_t *health_report_object(app *a, int *healthy) {
     health_live live = {.db_ok = db_ok,
                         .engine_loaded = a->pipe != NULL,
                         .queue_full = counts[API_QUEUED] + counts[API_IN_PROGRESS] >= a->cfg->max_queue};
-    health_service *hs = health_service_installed();
+    health_service *hs = a->health;
     json_t *hw = hs ? health_service_report(hs, &live) : NULL;
     if (!hw)
         return NULL;
@@ -90,7 +90,7 @@ int routes_health(http_req *r) {
                        refresh);
             return http_reply_error(r, &e);
         }
-        health_service_run(health_service_installed(), HEALTH_REFRESH_WAIT_S);
+        health_service_run(r->app->health, HEALTH_REFRESH_WAIT_S);
     }
     int healthy = 0;
     char *body = routes_health_report(r->app, &healthy);
@@ -128,7 +128,7 @@ int routes_health_history(http_req *r) {
     }
     json_t *list;
     au_err err;
-    if (health_service_history(health_service_installed(), (int)limit, &list, &err) != 0) {
+    if (health_service_history(r->app->health, (int)limit, &list, &err) != 0) {
         api_error_from_status(&e, &err, NULL);
         return http_reply_error(r, &e);
     }
@@ -138,7 +138,7 @@ int routes_health_history(http_req *r) {
 }
 
 int routes_health_run(http_req *r) {
-    int finished = health_service_run(health_service_installed(), HEALTH_REFRESH_WAIT_S), healthy;
+    int finished = health_service_run(r->app->health, HEALTH_REFRESH_WAIT_S), healthy;
     return http_reply_json(r, finished ? 200 : 202, routes_health_report(r->app, &healthy));
 }
 

@@ -264,11 +264,8 @@ int cmd_serve(int argc, char **argv) {
     atomic_init(&a.gpu_measuring, 0);
     int lock_fd = -1, port = 0, exit_code = 0;
     http_server *http = NULL;
-    health_service *health = NULL;
     int ok = install_signals(&err) == 0 && start(&a, &cfg, &lock_fd, &err) == 0 &&
-             start_health(&a, &thresholds, &health, &err) == 0;
-    if (ok)
-        health_service_install(health);
+             start_health(&a, &thresholds, &a.health, &err) == 0;
     if (!ok || http_start(&http, &a, cfg.host, cfg.port, cfg.http_threads, &port, &err) != 0) {
         fprintf(stderr, "auteur serve: %s\n", err.msg);
         exit_code = 1;
@@ -281,8 +278,8 @@ int cmd_serve(int argc, char **argv) {
     fprintf(stderr, "auteur: %s received, shutting down\n", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 shutdown:
     http_stop(http);
-    health_service_install(NULL);
-    health_service_stop(health);
+    health_service_stop(a.health);
+    a.health = NULL;
     if (a.disp && dispatch_stop(a.disp, cfg.shutdown_grace_seconds) != 0) {
         /* the engine is still inside a step: its job is back in the queue; leave now */
         fprintf(stderr, "auteur: stopped\n");
