@@ -185,10 +185,21 @@ def caption(rng, scene):
 def eval_prompts(seed=7):
     """The held-out evaluation set: one prompt per HELD_OUT template, single object, balanced over
     colours, shapes and the 8 directions. Returns dicts: prompt, template, color, shape, direction."""
+    return _prompt_set(HELD_OUT, seed)
+
+
+def validation_prompts(seed=11):
+    """A validation set built the same way from 48 *training* templates (for choosing sampler
+    settings without looking at the held-out prompts)."""
+    pool = [t for t in single_templates() if t not in _HELD_SET]
+    return _prompt_set(sorted(random.Random(seed).sample(pool, N_HELD_OUT)), seed)
+
+
+def _prompt_set(templates, seed):
     rng = random.Random(seed)
     colors, dirs = list(COLORS), list(DIRECTIONS)
     out = []
-    for i, template in enumerate(HELD_OUT):
+    for i, template in enumerate(templates):
         obj = {"shape": SHAPES[(i // 2) % len(SHAPES)], "color": colors[(3 * i) % len(colors)],
                "motion": dirs[i % len(dirs)], "size_change": "none", "spin": 0.0}
         bg = {"kind": "plain", "colors": [_pick(rng, list(BG_WORDS))]}

@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Prompt following of Auteur-Tiny on the held-out prompts, and the contact sheet.
 
-  evaluate.py --model models/auteur-tiny [--engine reference|auteur] [--auteur-bin build/auteur]
-              [--steps N --guidance G --shift S] [--n N] [--via-mp4] [--json OUT] [--sheet PNG]
+  evaluate.py --model models/auteur-tiny [--engine reference|batch|auteur] [--auteur-bin build/auteur]
+              [--set heldout|validation] [--steps N --guidance G --shift S] [--n N] [--via-mp4]
+              [--json OUT] [--sheet PNG]
 
 For each held-out prompt (captions.eval_prompts: one object, colour x shape x direction, a
 phrasing never used in training) a clip is generated (seed = 1000 + index) by the PyTorch
 reference pipeline (tools/reference/wan_ref.py) or by the C engine (`auteur generate`, MP4
 decoded back with ffmpeg), then judged by judge.py (colour present, centroid moving within 35
-degrees of the requested direction). The pass rate is printed. The same judge runs in
-tests/e2e/test_prompt_following.py and in train.py's device check.
+degrees of the requested direction). The pass rate is printed. --set validation swaps in
+prompts from training templates, for choosing sampler settings without the held-out set.
+The same judge runs in tests/e2e/test_prompt_following.py and in train.py's device check.
 """
 import argparse
 import importlib.util
@@ -25,7 +27,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "reference"))
-from captions import eval_prompts  # noqa: E402
+from captions import eval_prompts, validation_prompts  # noqa: E402
 from judge import judge_rgb  # noqa: E402
 
 def judge(frames, color, direction):
@@ -171,7 +173,12 @@ def summarise(results):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True, help="model folder")
-    ap.add_argument("--engine", choices=("reference", "auteur"), default="reference")
+    ap.add_argument("--engine", choices=("reference", "batch", "auteur"), default="reference",
+                    help="reference: wan_ref.generate per prompt; batch: generate_batch (the same computation "
+                         "batched, equal to the reference within one 8-bit level); auteur: the C engine")
+    ap.add_argument("--set", choices=("heldout", "validation"), default="heldout",
+                    help="the held-out prompts, or validation prompts from training templates (for tuning)")
+    ap.add_argument("--sampler-batch", type=int, default=16, help="prompts per batch (engine batch)")
     ap.add_argument("--auteur-bin", help="the auteur binary (engine auteur)")
     ap.add_argument("--steps", type=int)
     ap.add_argument("--guidance", type=float)
@@ -183,9 +190,25 @@ def main():
     ap.add_argument("--sheet-rows", type=int, default=8)
     a = ap.parse_args()
 
-    prompts = eval_prompts()[:a.n] if a.n else eval_prompts()
+    prompts = eval_prompts() if a.set == "heldout" else validation_prompts()
+    prompts = prompts[:a.n] if a.n else prompts
     model = None
-    if a.engine == "reference":
+    batch_frames = {}
+    t0 = time.time()
+    if a.engine == "batch":
+        import torch
+        torch.set_num_threads(min(4, os.cpu_count() or 1))
+        with open(os.path.join(a.model, "auteur-model.json"), encoding="utf-8") as f:
+            d = json.load(f)["defaults"]
+        fps = d["fps"]
+        steps, guidance = a.steps or d["steps"], d["guidance_scale"] if a.guidance is None else a.guidance
+        shift = d["shift"] if a.shift is None else a.shift
+        for j in range(0, len(prompts), a.sampler_batch):
+            chunk = prompts[j:j + a.sampler_batch]
+            frames = generate_batch(a.model, [p["prompt"] for p in chunk], [1000 + j + k for k in range(len(chunk))],
+                                    steps, guidance, shift, torch.device("cpu"))
+            batch_frames.update({j + k: f for k, f in enumerate(frames)})
+    elif a.engine == "reference":
         import torch
         import wan_ref
         torch.set_num_threads(min(4, os.cpu_count() or 1))
@@ -194,12 +217,12 @@ def main():
     elif not a.auteur_bin:
         ap.error("--engine auteur needs --auteur-bin")
     results, sheet_rows = [], []
-    t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         for i, p in enumerate(prompts):
             seed = 1000 + i
-            if model is not None:
-                frames = generate_reference(model, p["prompt"], seed, a.steps, a.guidance, a.shift)
+            if model is not None or a.engine == "batch":
+                frames = batch_frames[i] if a.engine == "batch" else \
+                    generate_reference(model, p["prompt"], seed, a.steps, a.guidance, a.shift)
                 if a.via_mp4:
                     frames = mp4_roundtrip(frames, fps, tmp)
             else:

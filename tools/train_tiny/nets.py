@@ -124,6 +124,27 @@ def _ln(x, eps, w=None, b=None):
     return F.layer_norm(x, x.shape[-1:], w, b, eps)
 
 
+def _dit_block(w, h, e0, ctx, rope, nh, eps):
+    """One DiT block; w holds its tensors without the "blocks.N." prefix."""
+    m = (w["modulation"] + e0)[:, :, None, :]  # [B, 6, 1, dim]
+    y = _ln(h, eps) * (1 + m[:, 1]) + m[:, 0]
+    h = h + _attn(w, "self_attn", y, y, nh, eps, rope) * m[:, 2]
+    y = _ln(h, eps, w["norm3.weight"], w["norm3.bias"])
+    h = h + _attn(w, "cross_attn", y, ctx, nh, eps, None)
+    y = _ln(h, eps) * (1 + m[:, 4]) + m[:, 3]
+    return h + _lin(w, "ffn.2", F.gelu(_lin(w, "ffn.0", y), approximate="tanh")) * m[:, 5]
+
+
+_BLOCK = {"fn": _dit_block}
+
+
+def dit_compile_blocks(enable=True):
+    """Run the DiT blocks through torch.compile from now on (or, enable=False, eagerly again): one
+    compiled function serves every block of a shape, fusing the element-wise work that dominates
+    a training step. Compilation happens at the first call."""
+    _BLOCK["fn"] = torch.compile(_dit_block, dynamic=False) if enable else _dit_block
+
+
 def dit_forward_batch(sd, cfg, x, t, context):
     """x: [B, in_dim, F, H, W], t: [B] float, context: [B, text_len, text_dim] -> [B, out_dim, F, H, W]."""
     d, nh, eps = cfg["dim"], cfg["num_heads"], cfg.get("eps", 1e-6)
@@ -141,13 +162,8 @@ def dit_forward_batch(sd, cfg, x, t, context):
     ctx = _lin(sd, "text_embedding.2", F.gelu(_lin(sd, "text_embedding.0", context), approximate="tanh"))
     for i in range(cfg["num_layers"]):
         b = f"blocks.{i}."
-        m = (sd[b + "modulation"] + e0)[:, :, None, :]  # [B, 6, 1, dim]
-        y = _ln(h, eps) * (1 + m[:, 1]) + m[:, 0]
-        h = h + _attn(sd, b + "self_attn", y, y, nh, eps, rope) * m[:, 2]
-        y = _ln(h, eps, sd[b + "norm3.weight"], sd[b + "norm3.bias"])
-        h = h + _attn(sd, b + "cross_attn", y, ctx, nh, eps, None)
-        y = _ln(h, eps) * (1 + m[:, 4]) + m[:, 3]
-        h = h + _lin(sd, b + "ffn.2", F.gelu(_lin(sd, b + "ffn.0", y), approximate="tanh")) * m[:, 5]
+        w = {k[len(b):]: v for k, v in sd.items() if k.startswith(b)}
+        h = _BLOCK["fn"](w, h, e0, ctx, rope, nh, eps)
     n = (sd["head.modulation"] + e[:, None, :])[:, :, None, :]  # [B, 2, 1, dim]
     out = _lin(sd, "head.head", _ln(h, eps) * (1 + n[:, 1]) + n[:, 0])  # [B, n, pt·ph·pw·c]
     f, gh, gw = grid

@@ -146,6 +146,10 @@ class CaptionTest(unittest.TestCase):
         self.assertEqual({p["shape"] for p in ps}, set(world.SHAPES))
         self.assertEqual({p["direction"] for p in ps}, set(world.DIRECTIONS))
         self.assertEqual(ps, captions.eval_prompts())  # deterministic
+        val = captions.validation_prompts()
+        self.assertEqual(len(val), len(ps))
+        self.assertFalse({p["template"] for p in val} & set(captions.HELD_OUT))
+        self.assertFalse({p["prompt"] for p in val} & {p["prompt"] for p in ps})
 
     def test_captions_are_clean_and_name_the_scene(self):
         rng, scene_rng = random.Random(1), np.random.default_rng(1)
@@ -177,7 +181,8 @@ class NetsTest(unittest.TestCase):
         dec = nets.vae_decode_batch(sd, cfg, z * std + mean)
         for b in range(2):
             r = vae_encode(sd, cfg, video[b])
-            self.assertLess((((mu[b:b + 1] - mean) / std)[0] - r).abs().max().item(), 1e-5 * r.abs().max().item() + 1e-6)
+            z_norm = ((mu[b:b + 1] - mean) / std)[0]
+            self.assertLess((z_norm - r).abs().max().item(), 1e-5 * r.abs().max().item() + 1e-6)
             r = vae_decode(sd, cfg, z[b], clamp=False)
             self.assertEqual(dec[b].shape, r.shape)
             # random weights amplify float32 rounding: 1e-6 relative input noise moves the output by 1.6e-5

@@ -1,28 +1,34 @@
 #!/usr/bin/env python3
 """Train Auteur-Tiny end to end and export it as a model folder the engine loads.
 
-  train.py --out models/auteur-tiny [--log-dir DIR] [--quick] [--device cuda|cpu]
-           [--vae-steps N] [--dit-steps N] [--budget SECONDS]
+  train.py --out models/auteur-tiny [--log-dir DIR] [--quick] [--device cuda|cpu] [--init DIR]
+           [--amp auto|on|off] [--compile auto|on|off] [--vae-steps N] [--dit-steps N] [--budget S]
 
 Order (config.json holds every number; --quick swaps in its CPU-sized overrides):
   1. scenes     n_clips seeded scenes (world.py), captions_per_clip captions each (captions.py)
   2. tokenizer  SentencePiece Unigram on the captions, umt5-shaped tokenizer.json
                 (tools/reference/make_tokenizer.py); every caption must fit in text_len tokens
   3. VAE        Wan2.1 causal 3D VAE as a KL autoencoder on freshly rendered clips:
-                loss = L1 + MSE (pixels in [-1, 1], weighted 1 + object_weight where the shapes are)
-                + kl_weight * mean KL(N(mu, var) | N(0, 1)); the decoder sees mu + sigma * eps. Mostly random crops (crop x crop pixels,
-                crop_frames frames), the last full_fraction of the time on whole clips.
-  4. latents    every scene encoded (mu); per-channel mean/std over the set become the manifest's
-                latents_mean/latents_std; the DiT trains on (mu - mean) / std.
+                loss = L1 + MSE (pixels in [-1, 1], weighted 1 + object_weight where the shapes
+                are) + kl_weight * mean KL(N(mu, var) | N(0, 1)); the decoder sees mu + sigma eps.
+                Mostly random crops (crop x crop pixels, crop_frames frames), the last
+                full_fraction of the time whole clips.
+  4. latents    the scenes encoded (mu, as many as encode_max_fraction of the time left allows);
+                per-channel mean/std become the manifest's latents_mean/latents_std; the DiT
+                trains on (mu - mean) / std.
   5. UMT5 + DiT trained together by flow matching, Wan's convention:
                 sigma = shift u / (1 + (shift - 1) u), u ~ U(0, 1);  x_t = (1 - sigma) x0 + sigma eps;
-                the DiT sees t = 1000 sigma and predicts v = eps - x0 (the samplers take x0 = x - sigma v);
-                loss = MSE(v); the caption is replaced by "" with probability caption_dropout (CFG).
-                AdamW, linear warm-up then cosine, EMA of the weights (exported).
+                the DiT sees t = 1000 sigma and predicts v = eps - x0 (the samplers take
+                x0 = x - sigma v); loss = MSE(v); the caption is replaced by "" with probability
+                caption_dropout (for CFG). AdamW, linear warm-up then cosine, EMA of the weights
+                (exported). On CUDA the DiT blocks go through torch.compile.
   6. export     fp16 safetensors with the official key names, tokenizer.json, auteur-model.json
                 (periodically during step 5 too, so a cut-off run still leaves a model).
-  7. check      the held-out prompts generated from the exported files with the batched modules on
-                this device, judged like evaluate.py, for a few guidance/shift pairs.
+  7. check      the held-out prompts generated from the exported files with the batched modules
+                on this device, judged by judge.py, for the guidance/shift/steps of the grid.
+--init DIR continues from a model folder instead of starting fresh (config "resume" overrides):
+its tokenizer and latent statistics are kept, the VAE encoder is frozen (so the latents the DiT
+learnt stay valid) while the decoder trains on, and UMT5 + DiT start from its weights.
 Step counts: fixed by --vae-steps/--dit-steps (or the quick config), otherwise each phase runs
 for its share of --budget seconds and its learning-rate schedule follows elapsed time.
 The log (train.log), summary.json and device_sheet.png go to --log-dir. The device check may
@@ -216,11 +222,20 @@ def vae_step_batch(rng, cfg, tc, full, device):
     return torch.stack([v for v, _ in crops]), torch.stack([w for _, w in crops])
 
 
-def train_vae(cfg, vae_cfg, device, log, total_steps, seconds, amp):
+def is_decoder_tensor(name):
+    return name.startswith(("decoder.", "conv2."))
+
+
+def train_vae(cfg, vae_cfg, device, log, total_steps, seconds, amp, init=None):
+    """init: None (fresh weights, the whole VAE trains) or weights to continue from, in which case
+    only the decoder trains: the encoder, and so the latents a DiT was trained on, stay as they are."""
     tc = cfg["vae_train"]
     gen = torch.Generator().manual_seed(cfg["seed"] + 3)
-    sd = to_params(init_weights(vae_tensor_shapes(vae_cfg), "vae", vae_cfg, gen), device)
-    opt = adamw(sd, tc["lr"], 0.0)
+    sd = to_params(init or init_weights(vae_tensor_shapes(vae_cfg), "vae", vae_cfg, gen), device)
+    trained = {k: v for k, v in sd.items() if init is None or is_decoder_tensor(k)}
+    for k, v in sd.items():
+        v.requires_grad_(k in trained)
+    opt = adamw(trained, tc["lr"], 0.0)
     rng = np.random.default_rng(cfg["seed"] + 4)
     sched = Schedule(total_steps, seconds)
     torch.manual_seed(cfg["seed"] + 5)
@@ -241,7 +256,7 @@ def train_vae(cfg, vae_cfg, device, log, total_steps, seconds, amp):
         loss = l1 + mse + tc["kl_weight"] * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(list(sd.values()), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(trained.values()), 1.0)
         opt.step()
         sched.step += 1
         n_full += int(full)
@@ -255,6 +270,7 @@ def train_vae(cfg, vae_cfg, device, log, total_steps, seconds, amp):
             n_acc = 0
     last = {"l1": float(l1.detach()), "mse": float(mse.detach()), "kl": float(kl.detach())}
     return {k: v.detach() for k, v in sd.items()}, {"steps": sched.step, "full_steps": n_full,
+                                                     "trained": "decoder" if init else "all",
                                                      "seconds": round(time.time() - sched.t0, 1), "last": last}
 
 
@@ -288,12 +304,19 @@ def vae_recon_error(vae, vae_cfg, scenes, size, device):
 
 # ------------------------------------------------------------------------------------ DiT
 
-def train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, empty, device, log, total_steps, seconds, amp, export_fn):
-    """empty: the ids of "" [text_len], the caption of the unconditional (dropped) samples."""
+def train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, empty, device, log, total_steps, seconds, amp, export_fn,
+              init=None, compile_blocks=False):
+    """empty: the ids of "" [text_len], the caption of the unconditional (dropped) samples;
+    init: None or (t5, dit) weights to continue from; compile_blocks: torch.compile the DiT blocks
+    (if compiling fails at the first step, the error is logged and the run goes on eagerly)."""
     tc = cfg["dit_train"]
     gen = torch.Generator().manual_seed(cfg["seed"] + 6)
-    t5 = to_params(init_weights(umt5_tensor_shapes(t5_cfg), "umt5", t5_cfg, gen), device)
-    dit = to_params(init_weights(dit_tensor_shapes(dit_cfg), "dit", dit_cfg, gen), device)
+    t5 = to_params(init[0] if init else init_weights(umt5_tensor_shapes(t5_cfg), "umt5", t5_cfg, gen), device)
+    dit = to_params(init[1] if init else init_weights(dit_tensor_shapes(dit_cfg), "dit", dit_cfg, gen), device)
+    compiled = None
+    if compile_blocks:
+        nets.dit_compile_blocks(True)
+        compiled = True
     params = {**{"t5:" + k: v for k, v in t5.items()}, **{"dit:" + k: v for k, v in dit.items()}}
     ema = {k: v.detach().clone() for k, v in params.items()}
     opt = adamw(params, tc["lr"], tc["weight_decay"])
@@ -318,13 +341,30 @@ def train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, empty, device, log, total_ste
         s = sigma.view(B, 1, 1, 1, 1)
         xt = (1 - s) * x0 + s * eps
         set_lr(opt, sched.lr(tc["lr"], tc["warmup"]))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            ctx = nets.umt5_encode_batch(t5, t5_cfg, ids, (ids != 0).long())
-            v = nets.dit_forward_batch(dit, dit_cfg, xt, sigma * 1000.0, ctx)
-        per = (v.float() - (eps - x0)).pow(2).mean(dim=(1, 2, 3, 4))
-        loss = per.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+
+        def forward_backward():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                ctx = nets.umt5_encode_batch(t5, t5_cfg, ids, (ids != 0).long())
+                v = nets.dit_forward_batch(dit, dit_cfg, xt, sigma * 1000.0, ctx)
+            per = (v.float() - (eps - x0)).pow(2).mean(dim=(1, 2, 3, 4))
+            opt.zero_grad(set_to_none=True)
+            per.mean().backward()
+            return per
+
+        if sched.step == 0 and compiled:
+            t0 = time.time()
+            try:
+                per = forward_backward()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                log(f"dit: blocks compiled, first step {time.time() - t0:.1f} s")
+            except Exception as e:  # noqa: BLE001 - logged, recorded in the summary, run goes on eagerly
+                log(f"dit: COMPILE FAILED ({type(e).__name__}: {e}); continuing without torch.compile")
+                nets.dit_compile_blocks(False)
+                compiled = False
+                per = forward_backward()
+        else:
+            per = forward_backward()
         torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
         opt.step()
         sched.step += 1
@@ -346,7 +386,9 @@ def train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, empty, device, log, total_ste
         if tc["export_every_seconds"] and time.time() - last_export > tc["export_every_seconds"]:
             export_fn(split_ema(ema), f"step {sched.step}")
             last_export = time.time()
-    info = {"steps": sched.step, "seconds": round(time.time() - sched.t0, 1), "batch": B, "history": history}
+    nets.dit_compile_blocks(False)  # evaluation runs other shapes eagerly
+    info = {"steps": sched.step, "seconds": round(time.time() - sched.t0, 1), "batch": B, "history": history,
+            "compiled": compiled, "continued": init is not None}
     return split_ema(ema), info
 
 
@@ -368,12 +410,14 @@ def to_f16(sd, what):
     return out
 
 
-def export_model(out, tok, t5_cfg, dit_cfg, vae_cfg, t5, dit, vae, cfg, description):
-    """Write the model folder; each file goes to a temporary name first, then renamed into place."""
+def export_model(out, tok_json, t5_cfg, dit_cfg, vae_cfg, t5, dit, vae, cfg, description):
+    """Write the model folder (tok_json: the tokenizer.json text); each file goes to a temporary
+    name first, then is renamed into place."""
     os.makedirs(out, exist_ok=True)
     tmp = os.path.join(out, ".part")
     meta = {"generator": "tools/train_tiny/train.py", "model": "auteur-tiny"}
-    tok.save(tmp)
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(tok_json)
     os.replace(tmp, os.path.join(out, "tokenizer.json"))
     for name, sd in (("umt5", t5), ("dit", dit), ("vae", vae)):
         save_safetensors(tmp, to_f16(sd, name), {**meta, "part": name})
@@ -422,6 +466,25 @@ def device_check(out, cfg, device, log, deadline, sheet_path):
     return results
 
 
+def load_init(folder, cfg):
+    """A model folder to continue from: tokenizer, configurations and float32 weights."""
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+
+    with open(os.path.join(folder, "auteur-model.json"), encoding="utf-8") as f:
+        man = json.load(f)
+    if (man["defaults"]["width"], man["defaults"]["frames"]) != (cfg["size"], cfg["frames"]):
+        raise ValueError(f"--init {folder}: made for {man['defaults']['width']} px x {man['defaults']['frames']} "
+                         f"frames, the config trains {cfg['size']} x {cfg['frames']}")
+    with open(os.path.join(folder, man["tokenizer"]), encoding="utf-8") as f:
+        tok_json = f.read()
+    out = {"tokenizer": Tokenizer.from_str(tok_json), "tokenizer_json": tok_json,
+           "t5_cfg": man["text_encoder"]["config"], "dit_cfg": man["dit"]["config"], "vae_cfg": man["vae"]["config"]}
+    for key, part in (("t5", "text_encoder"), ("dit", "dit"), ("vae", "vae")):
+        out[key] = {k: v.float() for k, v in load_file(os.path.join(folder, man[part]["file"])).items()}
+    return out
+
+
 # ----------------------------------------------------------------------------------- main
 
 def main():
@@ -434,12 +497,18 @@ def main():
     ap.add_argument("--budget", type=float, help="seconds for the whole run (default from the config)")
     ap.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                     help="bf16 autocast (auto: on for CUDA); 'on' on the CPU tests the mixed-precision code paths")
+    ap.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                    help="torch.compile the DiT blocks (auto: on for CUDA)")
+    ap.add_argument("--init", help="continue from this model folder (same architecture): its tokenizer, "
+                                   "weights and latent statistics; the VAE encoder stays frozen")
     ap.add_argument("--vae-steps", type=int)
     ap.add_argument("--dit-steps", type=int)
     a = ap.parse_args()
     t_start = time.time()
     with open(a.config, encoding="utf-8") as f:
         cfg = json.load(f)
+    if a.init:
+        cfg = merge(cfg, cfg["resume"])
     if a.quick:
         cfg = merge(cfg, cfg["quick"])
     budget = a.budget or cfg["budget_seconds"]
@@ -448,26 +517,34 @@ def main():
     log = Log(os.path.join(log_dir, "train.log"))
     device = torch.device(a.device)
     amp = a.amp == "on" or (a.amp == "auto" and device.type == "cuda")
+    compile_blocks = a.compile == "on" or (a.compile == "auto" and device.type == "cuda")
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
     else:
         torch.set_num_threads(min(4, os.cpu_count() or 1))
-    log(f"torch {torch.__version__}, budget {budget:.0f} s, quick {a.quick}, autocast {amp}")
-    summary = {"config": cfg, "torch": torch.__version__}
+    log(f"torch {torch.__version__}, budget {budget:.0f} s, quick {a.quick}, autocast {amp}, "
+        f"compile {compile_blocks}, init {a.init}")
+    summary = {"config": cfg, "torch": torch.__version__, "init": a.init}
 
     # 1-2: scenes, captions, tokenizer
     size, frames, dc = cfg["size"], cfg["frames"], cfg["data"]
     rng = np.random.default_rng(cfg["seed"])
     scenes = [world.sample_scene(rng, size, frames) for _ in range(dc["n_clips"])]
     caps = make_captions(scenes, dc["captions_per_clip"], cfg["seed"] + 1)
-    corpus_rng = np.random.default_rng(cfg["seed"] + 2)
-    corpus = [c[0] for c in make_captions([world.sample_scene(corpus_rng, size, frames)
-                                           for _ in range(cfg["tokenizer"]["corpus_lines"])], 1, cfg["seed"] + 2)]
-    tok = build_tokenizer(corpus, cfg["tokenizer"]["vocab_size"])
+    init = load_init(a.init, cfg) if a.init else None
+    if init:
+        tok = init["tokenizer"]
+    else:
+        corpus_rng = np.random.default_rng(cfg["seed"] + 2)
+        corpus = [c[0] for c in make_captions([world.sample_scene(corpus_rng, size, frames) for _ in
+                                               range(cfg["tokenizer"]["corpus_lines"])], 1, cfg["seed"] + 2)]
+        tok = build_tokenizer(corpus, cfg["tokenizer"]["vocab_size"])
     t5_cfg = dict(vocab_size=tok.get_vocab_size(), **cfg["text_encoder"])
     dit_cfg = dict(cfg["dit"], text_dim=t5_cfg["d_model"])
+    if init and (init["t5_cfg"], init["dit_cfg"]) != (t5_cfg, dit_cfg):
+        raise ValueError(f"--init {a.init}: its text encoder/DiT configuration differs from {a.config}")
     text_len = dit_cfg["text_len"]
     flat, longest = tokenize(tok, [c for per in caps for c in per], text_len)
     _, longest_eval = tokenize(tok, [p["prompt"] for p in captions.eval_prompts()], text_len)
@@ -483,10 +560,12 @@ def main():
         return budget - (time.time() - t_start)
 
     # 3: VAE
-    vae_cfg = dict(cfg["vae"], latents_mean=[0.0] * 16, latents_std=[1.0] * 16)
+    vae_cfg = init["vae_cfg"] if init else dict(cfg["vae"], latents_mean=[0.0] * 16, latents_std=[1.0] * 16)
+    if {k: v for k, v in vae_cfg.items() if not k.startswith("latents_")} != cfg["vae"]:
+        raise ValueError(f"--init {a.init}: its VAE configuration differs from {a.config}")
     vae_seconds = min(cfg["vae_train"]["seconds"], 0.3 * remaining())
     vae, vae_info = train_vae(cfg, vae_cfg, device, log, a.vae_steps or cfg["vae_train"].get("steps"),
-                              vae_seconds, amp)
+                              vae_seconds, amp, init["vae"] if init else None)
     check_scenes = [world.sample_scene(np.random.default_rng(cfg["seed"] + 9), size, frames) for _ in range(4)]
     vae_info["recon_l1_full_clips"] = vae_recon_error(vae, vae_cfg, check_scenes, size, device)
     log(f"vae: {vae_info['steps']} steps in {vae_info['seconds']} s; reconstruction L1 on whole clips "
@@ -498,17 +577,20 @@ def main():
     lat, mean, std = encode_scenes(vae, vae_cfg, scenes, size, dc["encode_batch"], device, amp,
                                    dc["encode_max_fraction"] * remaining())
     id_table = id_table[:lat.shape[0]]
-    vae_cfg["latents_mean"] = [round(float(x), 5) for x in mean]
-    vae_cfg["latents_std"] = [round(float(x), 5) for x in std]
+    stats = {"latents_mean": [round(float(x), 5) for x in mean], "latents_std": [round(float(x), 5) for x in std]}
+    if not init:  # continuing keeps the statistics the DiT was trained with (same encoder)
+        vae_cfg.update(stats)
     m_t, s_t = nets.latent_stats_tensors(vae_cfg, device)
     lat = (lat - m_t) / s_t
-    log(f"latents {list(lat.shape)} in {time.time() - t0:.1f} s; mean {vae_cfg['latents_mean']} "
-        f"std {vae_cfg['latents_std']}")
+    log(f"latents {list(lat.shape)} in {time.time() - t0:.1f} s; this set's mean {stats['latents_mean']} "
+        f"std {stats['latents_std']}")
     summary["latents"] = {"clips": lat.shape[0], "seconds": round(time.time() - t0, 1)}
 
     # 5-6: UMT5 + DiT, exporting as it goes
+    tok_json = init["tokenizer_json"] if init else tok.to_str(pretty=True)
+
     def export(t5_dit, note):
-        export_model(a.out, tok, t5_cfg, dit_cfg, vae_cfg, t5_dit[0], t5_dit[1], vae, cfg,
+        export_model(a.out, tok_json, t5_cfg, dit_cfg, vae_cfg, t5_dit[0], t5_dit[1], vae, cfg,
                      "Auteur-Tiny: a small Wan2.1-architecture text-to-video model trained on a synthetic world of "
                      "moving coloured shapes (tools/train_tiny; see MODEL_CARD.md)")
         log(f"exported {a.out} ({note})")
@@ -516,7 +598,8 @@ def main():
     dit_seconds = remaining() - cfg["dit_train"]["reserve_seconds"]
     empty = torch.from_numpy(tokenize(tok, [""], text_len)[0][0]).to(device)
     (t5, dit), dit_info = train_dit(cfg, t5_cfg, dit_cfg, lat, id_table, empty, device, log,
-                                    a.dit_steps or cfg["dit_train"].get("steps"), dit_seconds, amp, export)
+                                    a.dit_steps or cfg["dit_train"].get("steps"), dit_seconds, amp, export,
+                                    (init["t5"], init["dit"]) if init else None, compile_blocks)
     summary["dit"] = dit_info
     export((t5, dit), "final")
     sizes = {f: os.path.getsize(os.path.join(a.out, f)) for f in sorted(os.listdir(a.out))}
