@@ -17,4 +17,4 @@ ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 900
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAUTEUR_SANITIZE=ON -DAUTEUR_CUDA=OFF >/dev/null
 cmake --build build-asan -j"$JOBS"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L "unit|e2e" --timeout 900
+    ctest --test-dir build-asan --output-on-failure -j"$JOBS" -L "unit|e2e" -E prompt_following --timeout 900
