@@ -31,6 +31,10 @@ def skip(reason):
     sys.exit(SKIP)
 
 
+# AUTEUR_* variables a test process inherits; ctest sets AUTEUR_MODEL to the small random model.
+KEPT_ENV = ("AUTEUR_BIN", "AUTEUR_SOURCE_DIR", "AUTEUR_BUILD_DIR", "AUTEUR_MODEL")
+
+
 def binary():
     path = os.environ.get("AUTEUR_BIN")
     if not path or not os.path.exists(path):
@@ -109,7 +113,7 @@ class Server:
         self.args = list(args)
         self.env = dict(os.environ)
         for key in list(self.env):
-            if key.startswith("AUTEUR_") and key not in ("AUTEUR_BIN", "AUTEUR_SOURCE_DIR", "AUTEUR_BUILD_DIR"):
+            if key.startswith("AUTEUR_") and key not in KEPT_ENV:
                 del self.env[key]
         self.env.update(env or {})
         self.start_timeout = start_timeout

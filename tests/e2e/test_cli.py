@@ -11,7 +11,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, binary, check, check_eq, ffprobe, run_tests  # noqa: E402
+from harness import KEPT_ENV, Server, binary, check, check_eq, ffprobe, run_tests  # noqa: E402
 
 BIN = binary()
 WORK = tempfile.mkdtemp(prefix="auteur-cli-")
@@ -19,7 +19,7 @@ COMMANDS = ("serve", "generate", "migrate", "health", "dev")
 
 
 def run(*args, env=None, timeout=120):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("AUTEUR_") or k == "AUTEUR_BIN"}
+    e = {k: v for k, v in os.environ.items() if not k.startswith("AUTEUR_") or k in KEPT_ENV}
     e.update(env or {})
     return subprocess.run([BIN] + list(args), capture_output=True, text=True, timeout=timeout, env=e, cwd=WORK)
 
