@@ -29,13 +29,10 @@ Usage: dit_fullsize_ref.py --official DIR --out-dir DIR [--layers N] [--small | 
                           [--device cuda|cpu] [--no-f64]
 """
 import argparse
-import contextlib
-import importlib.util
 import math
 import os
 import sys
 import time
-import types
 
 import torch
 import torch.nn as nn
@@ -43,23 +40,13 @@ from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools", "reference"))
+from check_against_official import load_official  # noqa: E402
 from ref_init import random_tensor  # noqa: E402
 
 SCORE_BYTES = 2 << 30  # attention scores per block of queries
 T = 937.25             # timestep (a float32 value, as the C engine takes it)
 CTX_LEN = 120
 SEED = 2024
-
-
-class _NoAutocast(contextlib.ContextDecorator):
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, softmax_scale=None, q_scale=None,
@@ -86,34 +73,6 @@ def _attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, softmax_scale=N
             s.masked_fill_(drop, float("-inf"))
         out[:, :, i:i + rows] = torch.matmul(torch.softmax(s, dim=-1), vh)
     return out.permute(0, 2, 1, 3)
-
-
-def load_official_model_module(root):
-    """wan/modules/model.py from root, as it is, under a private package name."""
-    mod_dir = os.path.join(root, "wan", "modules")
-    path = os.path.join(mod_dir, "model.py")
-    if not os.path.isfile(path):
-        raise SystemExit(f"{path}: not found (extract the official 'wan' folder into {root})")
-    torch.cuda.amp.autocast = _NoAutocast
-
-    def stub(name, **attrs):
-        m = types.ModuleType(name)
-        m.__dict__.update(attrs)
-        sys.modules[name] = m
-        return m
-
-    stub("diffusers")
-    stub("diffusers.configuration_utils", ConfigMixin=object, register_to_config=lambda f: f)
-    stub("diffusers.models")
-    stub("diffusers.models.modeling_utils", ModelMixin=nn.Module)
-    pkg = stub("wan_official")
-    pkg.__path__ = [mod_dir]
-    stub("wan_official.attention", flash_attention=_attention, attention=_attention)
-    spec = importlib.util.spec_from_file_location("wan_official.model", path)
-    m = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = m
-    spec.loader.exec_module(m)
-    return m
 
 
 def make_weights(model, layers, seed):
@@ -183,7 +142,7 @@ def main():
     torch.set_float32_matmul_precision("highest")
     os.makedirs(args.out_dir, exist_ok=True)
 
-    wan = load_official_model_module(args.official)
+    wan = load_official(args.official, names=("model",), attention=_attention, on_cpu=False)["model"]
     lat = (16, 3, 8, 12) if args.small else (16, args.frames, 60, 104)
     seq_len = lat[1] * (lat[2] // 2) * (lat[3] // 2)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

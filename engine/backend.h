@@ -143,6 +143,10 @@ struct au_backend {
     void *impl;             /* backend private state */
 };
 
+/* For backends: a tensor descriptor an op may use (non-NULL, 1..AU_MAX_DIMS dims, no negative
+ * dim, data unless empty); AU_EINVAL naming the op and the argument otherwise. */
+int be_check_tensor(const char *op, const char *name, const au_tensor *t, au_err *err);
+
 /* Backends. */
 int be_cpu_create(au_backend **out, int n_threads, au_err *err); /* n_threads 0 = all cores */
 void be_destroy(au_backend *be);

@@ -65,21 +65,8 @@ int cuda_scratch(cuda_state *cs, size_t bytes, void **out, const char *op, au_er
 
 /* ---- argument checks ---- */
 
-int cuda_check_tensor(const char *op, const char *name, const au_tensor *t, au_err *err) {
-    if (!t)
-        return au_errf(err, AU_EINVAL, "%s: %s is NULL", op, name);
-    if (t->ndim < 1 || t->ndim > AU_MAX_DIMS)
-        return au_errf(err, AU_EINVAL, "%s: %s has ndim %d", op, name, t->ndim);
-    for (int i = 0; i < t->ndim; i++)
-        if (t->shape[i] < 0)
-            return au_errf(err, AU_EINVAL, "%s: %s has negative dim %d", op, name, i);
-    if (!t->data && au_numel(t) > 0)
-        return au_errf(err, AU_EINVAL, "%s: %s has no data", op, name);
-    return 0;
-}
-
 int cuda_check_readable(const char *op, const char *name, const au_tensor *t, au_err *err) {
-    TRY_RC(cuda_check_tensor(op, name, t, err));
+    TRY_RC(be_check_tensor(op, name, t, err));
     char s[96];
     switch (t->dtype) {
     case AU_F32:
@@ -105,7 +92,7 @@ int cuda_check_writable(const char *op, const char *name, const au_tensor *t, in
 }
 
 int cuda_check_vec(const char *op, const char *name, const au_tensor *t, int64_t n, au_err *err) {
-    TRY_RC(cuda_check_tensor(op, name, t, err));
+    TRY_RC(be_check_tensor(op, name, t, err));
     char s[96];
     if (t->dtype != AU_F32 || au_numel(t) != n)
         return au_errf(err, AU_EINVAL, "%s: %s %s must be f32 with %lld elements", op, name,
@@ -141,7 +128,7 @@ static void cuda_mem_free(au_backend *be, void *ptr) {
 
 static int cuda_upload(au_backend *be, au_tensor *dst, const void *host_src, au_err *err) {
     const char *op = "upload";
-    TRY_RC(cuda_check_tensor(op, "dst", dst, err));
+    TRY_RC(be_check_tensor(op, "dst", dst, err));
     size_t n = au_nbytes(dst);
     if (!n)
         return 0;
@@ -154,7 +141,7 @@ static int cuda_upload(au_backend *be, au_tensor *dst, const void *host_src, au_
 
 static int cuda_download(au_backend *be, void *host_dst, const au_tensor *src, au_err *err) {
     const char *op = "download";
-    TRY_RC(cuda_check_tensor(op, "src", src, err));
+    TRY_RC(be_check_tensor(op, "src", src, err));
     size_t n = au_nbytes(src);
     if (!n)
         return 0;

@@ -94,7 +94,6 @@ static inline size_t cuda_round256(size_t n) { return (n + 255) & ~(size_t)255; 
 
 /* ---- argument checks (fill err as "op: what") ---- */
 
-int cuda_check_tensor(const char *op, const char *name, const au_tensor *t, au_err *err);
 /* A float dtype the backend reads: f32, f16, bf16, f8 (with scale). */
 int cuda_check_readable(const char *op, const char *name, const au_tensor *t, au_err *err);
 /* A dtype an op can write: f32, f16, bf16, and f8 (with scale) when allow_f8. */

@@ -317,7 +317,7 @@ __global__ static void rope_bf16_kernel(uint2 *x, const float4 *cossin, int quad
 int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err) {
     const char *op = "rope";
     TRY_RC(cuda_check_writable(op, "x", x, 0, err));
-    TRY_RC(cuda_check_tensor(op, "cossin", cossin, err));
+    TRY_RC(be_check_tensor(op, "cossin", cossin, err));
     char sx[96], sc[96];
     int64_t row = x->shape[x->ndim - 1], n = au_rows(x);
     if (cossin->dtype != AU_F32 || n_heads < 1 || row % n_heads != 0 || (row / n_heads) % 2 != 0 ||

@@ -210,6 +210,16 @@ static int parse(const command *cmd, int argc, char **argv, au_err *err) {
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* The engine's options, the same rows in `serve` and `generate` (c: a config with
+ * device, precision and threads). */
+#define ENGINE_OPTIONS(c)                                                                                    \
+    {"--device", NULL, "AUTEUR_DEVICE", OPT_DEVICE, &(c)->device, 0, 0, 0, NULL, "auto|cpu|cuda",             \
+     "compute device (default auto)"},                                                                      \
+    {"--precision", NULL, "AUTEUR_PRECISION", OPT_PRECISION, &(c)->precision, 0, 0, 0, NULL, "fp8|bf16",     \
+     "GPU matrix-product precision (default fp8; the CPU is always float32)"},                               \
+    {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &(c)->threads, 0, 0, 4096, NULL, "N",                     \
+     "engine CPU threads (default 0 = all cores)"}
+
 int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
     memset(c, 0, sizeof *c);
     snprintf(c->host, sizeof c->host, "127.0.0.1");
@@ -234,12 +244,7 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
          "require this bearer key (repeatable; the variable takes a comma-separated list)"},
         {"--max-queue", NULL, "AUTEUR_MAX_QUEUE", OPT_INT, &c->max_queue, 0, 1, 1000000, NULL, "N",
          "unfinished jobs accepted before 429 (default 100)"},
-        {"--device", NULL, "AUTEUR_DEVICE", OPT_DEVICE, &c->device, 0, 0, 0, NULL, "auto|cpu|cuda",
-         "compute device (default auto)"},
-        {"--precision", NULL, "AUTEUR_PRECISION", OPT_PRECISION, &c->precision, 0, 0, 0, NULL, "fp8|bf16",
-         "GPU matrix-product precision (default fp8; the CPU is always float32)"},
-        {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &c->threads, 0, 0, 4096, NULL, "N",
-         "engine CPU threads (default 0 = all cores)"},
+        ENGINE_OPTIONS(c),
         {"--http-threads", NULL, "AUTEUR_HTTP_THREADS", OPT_INT, &c->http_threads, 0, 1, 256, NULL, "N",
          "HTTP worker threads (default 4)"},
         {"--lease-seconds", NULL, "AUTEUR_LEASE_SECONDS", OPT_INT, &c->lease_seconds, 0, 3, 86400, NULL, "N",
@@ -298,12 +303,7 @@ int config_generate(generate_config *c, int argc, char **argv, au_err *err) {
          "the MP4 to write (default video.mp4)"},
         {"--thumbnail", NULL, NULL, OPT_STR, c->thumbnail, sizeof c->thumbnail, 0, 0, NULL, "PATH",
          "also write the first frame as .jpg or .png"},
-        {"--device", NULL, "AUTEUR_DEVICE", OPT_DEVICE, &c->device, 0, 0, 0, NULL, "auto|cpu|cuda",
-         "compute device (default auto)"},
-        {"--precision", NULL, "AUTEUR_PRECISION", OPT_PRECISION, &c->precision, 0, 0, 0, NULL, "fp8|bf16",
-         "GPU matrix-product precision (default fp8; the CPU is always float32)"},
-        {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &c->threads, 0, 0, 4096, NULL, "N",
-         "engine CPU threads (default 0 = all cores)"},
+        ENGINE_OPTIONS(c),
     };
     const command cmd = {"generate", "Make one video without a server, with a progress bar on a terminal.",
                          opts, COUNT(opts)};

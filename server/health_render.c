@@ -13,49 +13,7 @@
 #include <time.h>
 
 #include "health.h"
-
-/* A growing text buffer; on allocation failure it stops growing and the result is NULL. */
-typedef struct text {
-    char *s;
-    size_t len, cap;
-    int oom;
-} text;
-
-static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...) {
-    if (t->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->oom = 1;
-            return;
-        }
-        if (t->s && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
-        char *s = realloc(t->s, cap);
-        if (!s) {
-            t->oom = 1;
-            return;
-        }
-        t->s = s;
-        t->cap = cap;
-    }
-}
-
-static char *finish(text *t) {
-    if (t->oom || !t->s) {
-        free(t->s);
-        return NULL;
-    }
-    return t->s;
-}
+#include "textbuf.h"
 
 static const char *sget(const json_t *o, const char *key) {
     const char *s = json_string_value(json_object_get(o, key));
@@ -88,29 +46,29 @@ static void fmt_value(const json_t *c, const char *key, char *out, size_t cap) {
         snprintf(out, cap, "%.4g%s%s", v, unit[0] ? " " : "", unit);
 }
 
-static void table_head(text *t, const json_t *r) {
+static void table_head(textbuf *t, const json_t *r) {
     const json_t *ready = json_object_get(r, "ready"), *run = json_object_get(r, "run"), *reason;
     const json_t *model = json_object_get(r, "model"), *queue = json_object_get(r, "queue"),
                  *db = json_object_get(r, "database");
     size_t i;
-    put(t, "auteur health: %s (ready: %s%s%s)\n", sget(r, "verdict"),
+    textbuf_put(t, "auteur health: %s (ready: %s%s%s)\n", sget(r, "verdict"),
         json_is_true(json_object_get(ready, "ok")) ? "yes" : "no",
         json_is_string(json_object_get(ready, "reason")) ? ", " : "", sget(ready, "reason"));
     json_array_foreach(json_object_get(r, "reasons"), i, reason)
-        put(t, "  - %s\n", json_string_value(reason));
+        textbuf_put(t, "  - %s\n", json_string_value(reason));
     char when[64];
     if (json_is_integer(json_object_get(run, "id"))) {
         fmt_time(nget(run, "started_at"), when, sizeof when);
-        put(t, "run %lld (%s) at %s, %.2f s", (long long)json_integer_value(json_object_get(run, "id")),
+        textbuf_put(t, "run %lld (%s) at %s, %.2f s", (long long)json_integer_value(json_object_get(run, "id")),
             sget(run, "trigger"), when, nget(run, "seconds"));
     } else {
-        put(t, "no run finished yet");
+        textbuf_put(t, "no run finished yet");
     }
     if (json_is_true(json_object_get(run, "pending")))
-        put(t, "; another pending%s%s",
+        textbuf_put(t, "; another pending%s%s",
             json_is_string(json_object_get(run, "waiting_for")) ? ": waiting for " : "",
             sget(run, "waiting_for"));
-    put(t,
+    textbuf_put(t,
         "\nservice %s, up %lld s; database %s (schema %lld); queue %lld queued, %lld in progress (max "
         "%lld)\n",
         sget(r, "version"), (long long)json_integer_value(json_object_get(r, "uptime_seconds")),
@@ -120,58 +78,58 @@ static void table_head(text *t, const json_t *r) {
         (long long)json_integer_value(json_object_get(queue, "in_progress")),
         (long long)json_integer_value(json_object_get(queue, "max")));
     if (json_is_true(json_object_get(model, "loaded")))
-        put(t, "model %s from %s\n", sget(model, "name"), sget(model, "dir"));
+        textbuf_put(t, "model %s from %s\n", sget(model, "name"), sget(model, "dir"));
     else
-        put(t, "model not loaded from %s: %s\n", sget(model, "dir"), sget(model, "error"));
+        textbuf_put(t, "model not loaded from %s: %s\n", sget(model, "dir"), sget(model, "error"));
 }
 
-static void table_rank(text *t, const json_t *rank) {
+static void table_rank(textbuf *t, const json_t *rank) {
     const json_t *h = json_object_get(rank, "host"), *g = json_object_get(rank, "gpu"),
                  *net = json_object_get(rank, "network"), *eng = json_object_get(rank, "engine"), *d, *p;
     size_t i, j;
-    put(t, "\nrank %lld (%s)\n", (long long)json_integer_value(json_object_get(rank, "rank")),
+    textbuf_put(t, "\nrank %lld (%s)\n", (long long)json_integer_value(json_object_get(rank, "rank")),
         sget(rank, "role"));
-    put(t, "  host     %s: %s, %s, %lld cores, %.1f GiB, %s, kernel %s\n", sget(h, "hostname"),
+    textbuf_put(t, "  host     %s: %s, %s, %lld cores, %.1f GiB, %s, kernel %s\n", sget(h, "hostname"),
         sget(h, "cpu_arch"), sget(h, "cpu_model"),
         (long long)json_integer_value(json_object_get(h, "cpu_cores")), gib(h, "memory_total_bytes"),
         sget(h, "os"), sget(h, "kernel"));
     if (json_is_string(json_object_get(h, "error")))
-        put(t, "           (incomplete: %s)\n", sget(h, "error"));
+        textbuf_put(t, "           (incomplete: %s)\n", sget(h, "error"));
     if (json_is_true(json_object_get(g, "available"))) {
-        put(t, "  gpu      %s, compute capability %s, %lld SMs, %.1f of %.1f GiB free, %s memory\n",
+        textbuf_put(t, "  gpu      %s, compute capability %s, %lld SMs, %.1f of %.1f GiB free, %s memory\n",
             sget(g, "name"), sget(g, "compute_capability"),
             (long long)json_integer_value(json_object_get(g, "sm_count")), gib(g, "memory_free_bytes"),
             gib(g, "memory_total_bytes"), sget(g, "memory"));
-        put(t, "           driver %s, CUDA runtime %s, driver API %s\n",
+        textbuf_put(t, "           driver %s, CUDA runtime %s, driver API %s\n",
             json_is_string(json_object_get(g, "driver_version")) ? sget(g, "driver_version") : "unknown",
             sget(g, "cuda_runtime_version"), sget(g, "cuda_driver_api_version"));
     } else {
-        put(t, "  gpu      none: %s\n", sget(g, "reason"));
+        textbuf_put(t, "  gpu      none: %s\n", sget(g, "reason"));
     }
     json_array_foreach(json_object_get(net, "rdma"), i, d) {
-        put(t, "  rdma     %s%s%s:", sget(d, "name"),
+        textbuf_put(t, "  rdma     %s%s%s:", sget(d, "name"),
             json_is_string(json_object_get(d, "netdev")) ? " -> " : "", sget(d, "netdev"));
         json_array_foreach(json_object_get(d, "ports"), j, p)
-            put(t, " port %lld %s %s %s;", (long long)json_integer_value(json_object_get(p, "port")),
+            textbuf_put(t, " port %lld %s %s %s;", (long long)json_integer_value(json_object_get(p, "port")),
                 sget(p, "state"), sget(p, "link_layer"), sget(p, "rate"));
-        put(t, "\n");
+        textbuf_put(t, "\n");
     }
     if (json_array_size(json_object_get(net, "rdma")) == 0)
-        put(t, "  rdma     none\n");
-    put(t, "  network ");
+        textbuf_put(t, "  rdma     none\n");
+    textbuf_put(t, "  network ");
     json_array_foreach(json_object_get(net, "interfaces"), i, d) {
-        put(t, " %s %s", sget(d, "name"), sget(d, "operstate"));
+        textbuf_put(t, " %s %s", sget(d, "name"), sget(d, "operstate"));
         if (json_is_integer(json_object_get(d, "speed_mbps")))
-            put(t, " %lld Mb/s", (long long)json_integer_value(json_object_get(d, "speed_mbps")));
-        put(t, ";");
+            textbuf_put(t, " %lld Mb/s", (long long)json_integer_value(json_object_get(d, "speed_mbps")));
+        textbuf_put(t, ";");
     }
-    put(t, "\n  engine   %s, %s\n",
+    textbuf_put(t, "\n  engine   %s, %s\n",
         json_is_string(json_object_get(eng, "backend")) ? sget(eng, "backend") : "none",
         json_is_string(json_object_get(eng, "precision")) ? sget(eng, "precision")
                                                           : "precision not reported");
 }
 
-static void table_check(text *t, const char *rank, const json_t *c) {
+static void table_check(textbuf *t, const char *rank, const json_t *c) {
     char value[48], threshold[48];
     fmt_value(c, "value", value, sizeof value);
     if (json_is_string(json_object_get(c, "comparison"))) {
@@ -181,40 +139,40 @@ static void table_check(text *t, const char *rank, const json_t *c) {
     } else {
         snprintf(threshold, sizeof threshold, "-");
     }
-    put(t, "%-20s %-4s %-14s %-16s %-6s %s\n", sget(c, "name"), rank, value, threshold, sget(c, "status"),
+    textbuf_put(t, "%-20s %-4s %-14s %-16s %-6s %s\n", sget(c, "name"), rank, value, threshold, sget(c, "status"),
         sget(c, "reason"));
 }
 
 char *health_table_render(const json_t *report) {
-    text t = {0};
+    textbuf t = {0};
     const json_t *rank, *c;
     size_t i, j;
     table_head(&t, report);
     json_array_foreach(json_object_get(report, "ranks"), i, rank) table_rank(&t, rank);
-    put(&t, "\n%-20s %-4s %-14s %-16s %-6s %s\n", "CHECK", "RANK", "VALUE", "THRESHOLD", "STATUS", "REASON");
+    textbuf_put(&t, "\n%-20s %-4s %-14s %-16s %-6s %s\n", "CHECK", "RANK", "VALUE", "THRESHOLD", "STATUS", "REASON");
     json_array_foreach(json_object_get(report, "ranks"), i, rank) {
         char r[16];
         snprintf(r, sizeof r, "%lld", (long long)json_integer_value(json_object_get(rank, "rank")));
         json_array_foreach(json_object_get(rank, "checks"), j, c) table_check(&t, r, c);
     }
     json_array_foreach(json_object_get(report, "checks"), i, c) table_check(&t, "all", c);
-    return finish(&t);
+    return textbuf_finish(&t);
 }
 
 /* ---- Prometheus ---- */
 
-static void metric_check(text *t, const char *rank, const json_t *c, int part) {
+static void metric_check(textbuf *t, const char *rank, const json_t *c, int part) {
     const char *name = sget(c, "name"), *unit = sget(c, "unit");
     static const char *const statuses[] = {"PASS", "FAIL", "SKIP"};
     double v = nget(c, part == 0 ? "value" : "threshold");
     if (part < 2) {
         if (!isnan(v))
-            put(t, "auteur_health_check_%s{check=\"%s\",rank=\"%s\",unit=\"%s\"} %.9g\n",
+            textbuf_put(t, "auteur_health_check_%s{check=\"%s\",rank=\"%s\",unit=\"%s\"} %.9g\n",
                 part == 0 ? "value" : "threshold", name, rank, unit, v);
         return;
     }
     for (int s = 0; s < 3; s++)
-        put(t, "auteur_health_check_status{check=\"%s\",rank=\"%s\",status=\"%s\"} %d\n", name, rank,
+        textbuf_put(t, "auteur_health_check_status{check=\"%s\",rank=\"%s\",status=\"%s\"} %d\n", name, rank,
             statuses[s], strcmp(sget(c, "status"), statuses[s]) == 0);
 }
 
@@ -224,21 +182,21 @@ char *health_metrics_render(const json_t *report) {
         {"auteur_health_check_threshold", "The threshold each /health check is judged against."},
         {"auteur_health_check_status", "The status of each /health check (1 for the current one)."},
     };
-    text t = {0};
+    textbuf t = {0};
     const char *verdict = sget(report, "verdict");
     const json_t *run = json_object_get(report, "run"), *rank, *c;
     size_t i, j;
-    put(&t, "# HELP auteur_health_verdict The /health verdict (1 for the current one).\n"
+    textbuf_put(&t, "# HELP auteur_health_verdict The /health verdict (1 for the current one).\n"
             "# TYPE auteur_health_verdict gauge\n");
     for (int v = HEALTH_READY; v <= HEALTH_NOT_READY; v++)
-        put(&t, "auteur_health_verdict{verdict=\"%s\"} %d\n", health_verdict_name((health_verdict)v),
+        textbuf_put(&t, "auteur_health_verdict{verdict=\"%s\"} %d\n", health_verdict_name((health_verdict)v),
             strcmp(verdict, health_verdict_name((health_verdict)v)) == 0);
-    put(&t,
+    textbuf_put(&t,
         "# HELP auteur_health_ready Whether the service can take jobs (1) or not (0).\n"
         "# TYPE auteur_health_ready gauge\nauteur_health_ready %d\n",
         json_is_true(json_object_get(json_object_get(report, "ready"), "ok")));
     for (int part = 0; part < 3; part++) {
-        put(&t, "# HELP %s %s\n# TYPE %s gauge\n", help[part][0], help[part][1], help[part][0]);
+        textbuf_put(&t, "# HELP %s %s\n# TYPE %s gauge\n", help[part][0], help[part][1], help[part][0]);
         json_array_foreach(json_object_get(report, "ranks"), i, rank) {
             char r[16];
             snprintf(r, sizeof r, "%lld", (long long)json_integer_value(json_object_get(rank, "rank")));
@@ -247,12 +205,12 @@ char *health_metrics_render(const json_t *report) {
         json_array_foreach(json_object_get(report, "checks"), i, c) metric_check(&t, "all", c, part);
     }
     if (json_is_integer(json_object_get(run, "id")))
-        put(&t,
+        textbuf_put(&t,
             "# HELP auteur_health_last_run_timestamp_seconds When the last /health run started (Unix time).\n"
             "# TYPE auteur_health_last_run_timestamp_seconds gauge\nauteur_health_last_run_timestamp_seconds "
             "%.3f\n"
             "# HELP auteur_health_last_run_seconds How long the last /health run took.\n"
             "# TYPE auteur_health_last_run_seconds gauge\nauteur_health_last_run_seconds %.6f\n",
             nget(run, "started_at"), nget(run, "seconds"));
-    return finish(&t);
+    return textbuf_finish(&t);
 }

@@ -1,5 +1,6 @@
 /* metrics.c - in-memory counters behind one mutex, rendered on scrape (metrics.h). */
 #include "metrics.h"
+#include "textbuf.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -90,91 +91,52 @@ void metrics_count_job(metrics *m, const char *outcome) {
     pthread_mutex_unlock(&m->mu);
 }
 
-/* A growing text buffer; on allocation failure it stops growing and reports NULL at the end. */
-typedef struct text {
-    char *s;
-    size_t len, cap;
-    int oom;
-} text;
-
-static void put(text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(text *t, const char *fmt, ...) {
-    if (t->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->oom = 1;
-            return;
-        }
-        if (t->s && t->len + (size_t)n < t->cap) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = (t->cap ? t->cap * 2 : 4096) + (size_t)n;
-        char *s = realloc(t->s, cap);
-        if (!s) {
-            t->oom = 1;
-            return;
-        }
-        t->s = s;
-        t->cap = cap;
-    }
-}
-
 char *metrics_render(metrics *m, const int job_counts[4], int model_loaded) {
-    text t = {0};
+    textbuf t = {0};
     pthread_mutex_lock(&m->mu);
-    put(&t, "# HELP auteur_http_requests_total HTTP requests by route pattern, method and status.\n"
+    textbuf_put(&t, "# HELP auteur_http_requests_total HTTP requests by route pattern, method and status.\n"
             "# TYPE auteur_http_requests_total counter\n");
     for (int i = 0; i < m->n_requests; i++)
-        put(&t, "auteur_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+        textbuf_put(&t, "auteur_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
             m->requests[i].route, m->requests[i].method, m->requests[i].status, m->requests[i].count);
-    put(&t,
+    textbuf_put(&t,
         "# HELP auteur_http_requests_unlabelled_total Requests not counted above (label table full).\n"
         "# TYPE auteur_http_requests_unlabelled_total counter\nauteur_http_requests_unlabelled_total %llu\n",
         m->dropped_series);
-    put(&t,
+    textbuf_put(&t,
         "# HELP auteur_queue_depth Jobs waiting to run.\n# TYPE auteur_queue_depth gauge\n"
         "auteur_queue_depth %d\n",
         job_counts[0]);
-    put(&t, "# HELP auteur_jobs Jobs in the store by state.\n# TYPE auteur_jobs gauge\n");
+    textbuf_put(&t, "# HELP auteur_jobs Jobs in the store by state.\n# TYPE auteur_jobs gauge\n");
     for (int i = 0; i < 4; i++)
-        put(&t, "auteur_jobs{state=\"%s\"} %d\n", state_names[i], job_counts[i]);
-    put(&t, "# HELP auteur_jobs_finished_total Attempts ended, by outcome.\n"
+        textbuf_put(&t, "auteur_jobs{state=\"%s\"} %d\n", state_names[i], job_counts[i]);
+    textbuf_put(&t, "# HELP auteur_jobs_finished_total Attempts ended, by outcome.\n"
             "# TYPE auteur_jobs_finished_total counter\n");
     for (int i = 0; i < 4; i++)
-        put(&t, "auteur_jobs_finished_total{outcome=\"%s\"} %llu\n", job_outcomes[i], m->outcomes[i]);
-    put(&t, "# HELP auteur_generation_seconds Time from claiming a job to its files being stored.\n"
+        textbuf_put(&t, "auteur_jobs_finished_total{outcome=\"%s\"} %llu\n", job_outcomes[i], m->outcomes[i]);
+    textbuf_put(&t, "# HELP auteur_generation_seconds Time from claiming a job to its files being stored.\n"
             "# TYPE auteur_generation_seconds histogram\n");
     for (int b = 0; b < N_BUCKETS; b++)
-        put(&t, "auteur_generation_seconds_bucket{le=\"%g\"} %llu\n", bucket_bounds[b], m->gen_buckets[b]);
-    put(&t, "auteur_generation_seconds_bucket{le=\"+Inf\"} %llu\n", m->gen_count);
-    put(&t, "auteur_generation_seconds_sum %.6f\nauteur_generation_seconds_count %llu\n", m->gen_sum,
+        textbuf_put(&t, "auteur_generation_seconds_bucket{le=\"%g\"} %llu\n", bucket_bounds[b], m->gen_buckets[b]);
+    textbuf_put(&t, "auteur_generation_seconds_bucket{le=\"+Inf\"} %llu\n", m->gen_count);
+    textbuf_put(&t, "auteur_generation_seconds_sum %.6f\nauteur_generation_seconds_count %llu\n", m->gen_sum,
         m->gen_count);
-    put(&t,
+    textbuf_put(&t,
         "# HELP auteur_denoise_steps_total Denoising steps run by finished jobs.\n"
         "# TYPE auteur_denoise_steps_total counter\nauteur_denoise_steps_total %llu\n",
         m->steps_total);
-    put(&t,
+    textbuf_put(&t,
         "# HELP auteur_denoise_seconds_total Time spent in those steps.\n"
         "# TYPE auteur_denoise_seconds_total counter\nauteur_denoise_seconds_total %.6f\n",
         m->denoise_seconds_total);
-    put(&t,
+    textbuf_put(&t,
         "# HELP auteur_denoise_steps_per_second Denoising rate of the last finished job.\n"
         "# TYPE auteur_denoise_steps_per_second gauge\nauteur_denoise_steps_per_second %.6f\n",
         m->last_steps_per_second);
     pthread_mutex_unlock(&m->mu);
-    put(&t,
+    textbuf_put(&t,
         "# HELP auteur_model_loaded Whether an engine is loaded (1) or not (0).\n"
         "# TYPE auteur_model_loaded gauge\nauteur_model_loaded %d\n",
         model_loaded ? 1 : 0);
-    if (t.oom) {
-        free(t.s);
-        return NULL;
-    }
-    return t.s;
+    return textbuf_finish(&t);
 }

@@ -97,21 +97,8 @@ void cpu_parallel_for(cpu_state *cs, int64_t n, int64_t grain, cpu_range_fn fn, 
 
 /* ---- argument checks ---- */
 
-int cpu_check_tensor(const char *op, const char *name, const au_tensor *t, au_err *err) {
-    if (!t)
-        return au_errf(err, AU_EINVAL, "%s: %s is NULL", op, name);
-    if (t->ndim < 1 || t->ndim > AU_MAX_DIMS)
-        return au_errf(err, AU_EINVAL, "%s: %s has ndim %d", op, name, t->ndim);
-    for (int i = 0; i < t->ndim; i++)
-        if (t->shape[i] < 0)
-            return au_errf(err, AU_EINVAL, "%s: %s has negative dim %d", op, name, i);
-    if (!t->data && au_numel(t) > 0)
-        return au_errf(err, AU_EINVAL, "%s: %s has no data", op, name);
-    return 0;
-}
-
 int cpu_check_f32(const char *op, const char *name, const au_tensor *t, au_err *err) {
-    int rc = cpu_check_tensor(op, name, t, err);
+    int rc = be_check_tensor(op, name, t, err);
     if (rc < 0)
         return rc;
     if (t->dtype != AU_F32) {
@@ -144,7 +131,7 @@ int cpu_check_numel(const char *op, const char *na, const au_tensor *a, const ch
 }
 
 int cpu_check_readable(const char *op, const char *name, const au_tensor *t, au_err *err) {
-    int rc = cpu_check_tensor(op, name, t, err);
+    int rc = be_check_tensor(op, name, t, err);
     if (rc < 0)
         return rc;
     char s[96];
@@ -174,7 +161,7 @@ static void cpu_mem_free(au_backend *be, void *ptr) {
 }
 
 static int cpu_upload(au_backend *be, au_tensor *dst, const void *host_src, au_err *err) {
-    int rc = cpu_check_tensor("upload", "dst", dst, err);
+    int rc = be_check_tensor("upload", "dst", dst, err);
     if (rc < 0)
         return rc;
     if (!host_src && au_nbytes(dst))
@@ -185,7 +172,7 @@ static int cpu_upload(au_backend *be, au_tensor *dst, const void *host_src, au_e
 }
 
 static int cpu_download(au_backend *be, void *host_dst, const au_tensor *src, au_err *err) {
-    int rc = cpu_check_tensor("download", "src", src, err);
+    int rc = be_check_tensor("download", "src", src, err);
     if (rc < 0)
         return rc;
     if (!host_dst && au_nbytes(src))

@@ -255,8 +255,8 @@ int cpu_copy(au_backend *be, au_tensor *dst, const au_tensor *src, au_err *err) 
     const char *op = "copy";
     cpu_state *cs = cpu_of(be);
     int rc;
-    if ((rc = cpu_check_tensor(op, "src", src, err)) < 0 ||
-        (rc = cpu_check_tensor(op, "dst", dst, err)) < 0 ||
+    if ((rc = be_check_tensor(op, "src", src, err)) < 0 ||
+        (rc = be_check_tensor(op, "dst", dst, err)) < 0 ||
         (rc = cpu_check_numel(op, "dst", dst, "src", src, err)) < 0)
         return rc;
     copy_job j = {cs, dst, src, 0};
@@ -314,7 +314,7 @@ static void fill_range(void *ctx, int64_t begin, int64_t end, int thread) {
 int cpu_fill(au_backend *be, au_tensor *y, float value, au_err *err) {
     const char *op = "fill";
     int rc;
-    if ((rc = cpu_check_tensor(op, "y", y, err)) < 0)
+    if ((rc = be_check_tensor(op, "y", y, err)) < 0)
         return rc;
     if (y->dtype != AU_F32 && y->dtype != AU_F16 && y->dtype != AU_BF16) {
         char s[96];

@@ -44,7 +44,6 @@ typedef void (*cpu_range_fn)(void *ctx, int64_t begin, int64_t end, int thread);
 void cpu_parallel_for(cpu_state *cs, int64_t n, int64_t grain, cpu_range_fn fn, void *ctx);
 
 /* Validation: each returns 0 or AU_EINVAL with "op: what" in err. */
-int cpu_check_tensor(const char *op, const char *name, const au_tensor *t, au_err *err);
 int cpu_check_f32(const char *op, const char *name, const au_tensor *t, au_err *err);
 /* t is float32 with numel n (a [n] vector, or any shape of that numel). */
 int cpu_check_vec(const char *op, const char *name, const au_tensor *t, int64_t n, au_err *err);

@@ -26,7 +26,7 @@ static inline void elem_copy(void *dst, int64_t di, const void *src, int64_t si,
 /* y and x valid, same dtype, not f8, no aliasing. */
 static int check_move(const char *op, const au_tensor *y, const au_tensor *x, au_err *err) {
     int rc;
-    if ((rc = cpu_check_tensor(op, "x", x, err)) < 0 || (rc = cpu_check_tensor(op, "y", y, err)) < 0)
+    if ((rc = be_check_tensor(op, "x", x, err)) < 0 || (rc = be_check_tensor(op, "y", y, err)) < 0)
         return rc;
     char sx[96], sy[96];
     if (x->dtype != y->dtype || x->dtype == AU_F8_E4M3 || au_dtype_size(x->dtype) == 0)

@@ -18,7 +18,7 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "wan_dit.h"
-#include "check.h"
+#include "golden.h"
 
 static int json_int(json_t *root, const char *key) {
     json_t *v = json_object_get(root, key);
@@ -47,23 +47,6 @@ static void read_config(const char *path, dit_config *cfg) {
     json_t *eps = json_object_get(root, "eps");
     cfg->eps = json_is_number(eps) ? (float)json_number_value(eps) : 1e-6f;
     json_decref(root);
-}
-
-/* Host float32 copy of an io tensor. */
-static float *host_f32(const st_set *io, const char *name, const au_tensor **t_out) {
-    const au_tensor *t = st_get(io, name);
-    REQUIRE(t, "io.safetensors: tensor %s missing", name);
-    float *p = malloc(au_numel(t) * sizeof(float) + 1);
-    REQUIRE(p, "out of memory");
-    REQUIRE(au_convert_to_f32(p, t->data, t->dtype, au_numel(t)) == 0, "%s: dtype %s", name, au_dtype_name(t->dtype));
-    *t_out = t;
-    return p;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 int main(void) {
@@ -110,8 +93,8 @@ int main(void) {
               "inferred config differs from config.json");
 
     const au_tensor *tx, *tt, *tc, *texp;
-    float *x = host_f32(io, "x", &tx), *tv = host_f32(io, "t", &tt), *ctx = host_f32(io, "context", &tc);
-    float *expect = host_f32(io, "out", &texp);
+    float *x = golden_f32(io, "x", &tx), *tv = golden_f32(io, "t", &tt), *ctx = golden_f32(io, "context", &tc);
+    float *expect = golden_f32(io, "out", &texp);
     REQUIRE(au_numel(tt) == 1, "t must hold one value");
     char b1[96], b2[96], b3[96];
     printf("golden: x %s, t %g, context %s, out %s; dim %d, %d layers, %d heads\n", au_shape_str(tx, b1, sizeof b1),
@@ -130,16 +113,16 @@ int main(void) {
     REQUIRE(be_arena_tensor(job, AU_F32, texp->ndim, texp->shape, &dout, &err) == 0, "%s", err.msg);
     REQUIRE(be_upload(be, &dx, x, &err) == 0 && be_upload(be, &dctx, ctx, &err) == 0, "%s", err.msg);
 
-    double t0 = now_s();
+    double t0 = golden_now_s();
     dit_text *text = NULL;
     REQUIRE(dit_prepare_text(d, job, &dctx, &text, &err) == 0, "%s", err.msg);
-    double t1 = now_s();
+    double t1 = golden_now_s();
     REQUIRE(dit_forward(d, act, &dx, tv[0], text, &dout, &err) == 0, "%s", err.msg);
     int64_t n = au_numel(texp);
     float *got = malloc(n * sizeof(float));
     REQUIRE(got, "out of memory");
     REQUIRE(be_download(be, got, &dout, &err) == 0 && be_sync(be, &err) == 0, "%s", err.msg);
-    double t2 = now_s();
+    double t2 = golden_now_s();
 
     double max_diff = 0, max_ref = 0;
     int64_t worst = 0;

@@ -19,7 +19,7 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "wan_vae.h"
-#include "check.h"
+#include "golden.h"
 
 static int json_int_array(json_t *root, const char *key, int *out, int max) {
     json_t *a = json_object_get(root, key);
@@ -55,23 +55,6 @@ static void read_config(const char *path, vae_config *cfg) {
             dst[k][i] = (float)json_number_value(json_array_get(a, (size_t)i));
     }
     json_decref(root);
-}
-
-/* Host float32 copy of an io tensor. */
-static float *host_f32(const st_set *io, const char *name, const au_tensor **t_out) {
-    const au_tensor *t = st_get(io, name);
-    REQUIRE(t, "io.safetensors: tensor %s missing", name);
-    float *p = malloc(au_numel(t) * sizeof(float) + 1);
-    REQUIRE(p, "out of memory");
-    REQUIRE(au_convert_to_f32(p, t->data, t->dtype, au_numel(t)) == 0, "%s: dtype %s", name, au_dtype_name(t->dtype));
-    *t_out = t;
-    return p;
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static double rel_err(const float *got, const float *want, int64_t n, int64_t *worst) {
@@ -126,8 +109,8 @@ int main(void) {
           inferred.dim, inferred.z_dim, cfg.dim, cfg.z_dim);
 
     const au_tensor *tz, *tv, *tvi, *tzo;
-    float *z = host_f32(io, "z", &tz), *video = host_f32(io, "video", &tv);
-    float *video_in = host_f32(io, "video_in", &tvi), *z_out = host_f32(io, "z_out", &tzo);
+    float *z = golden_f32(io, "z", &tz), *video = golden_f32(io, "video", &tv);
+    float *video_in = golden_f32(io, "video_in", &tvi), *z_out = golden_f32(io, "z_out", &tzo);
     char b1[96], b2[96], b3[96], b4[96];
     printf("golden: z %s -> video %s; video_in %s -> z_out %s; dim %d\n", au_shape_str(tz, b1, sizeof b1),
            au_shape_str(tv, b2, sizeof b2), au_shape_str(tvi, b3, sizeof b3), au_shape_str(tzo, b4, sizeof b4),
@@ -143,9 +126,9 @@ int main(void) {
     /* decode */
     au_tensor dz = to_device(be, job, tz, z), dvideo;
     REQUIRE(be_arena_tensor(job, AU_F32, tv->ndim, tv->shape, &dvideo, &err) == 0, "%s", err.msg);
-    double t0 = now_s();
+    double t0 = golden_now_s();
     REQUIRE(vae_decode(v, act, &dz, &dvideo, &err) == 0, "%s", err.msg);
-    double t_dec = now_s() - t0;
+    double t_dec = golden_now_s() - t0;
     int64_t n = au_numel(tv), worst = 0;
     float *got = malloc(n * sizeof(float)), *again = malloc(n * sizeof(float));
     REQUIRE(got && again, "out of memory");
@@ -173,9 +156,9 @@ int main(void) {
     /* encode */
     au_tensor dvi = to_device(be, job, tvi, video_in), dzo;
     REQUIRE(be_arena_tensor(job, AU_F32, tzo->ndim, tzo->shape, &dzo, &err) == 0, "%s", err.msg);
-    t0 = now_s();
+    t0 = golden_now_s();
     REQUIRE(vae_encode(v, act, &dvi, &dzo, &err) == 0, "%s", err.msg);
-    double t_enc = now_s() - t0;
+    double t_enc = golden_now_s() - t0;
     int64_t nz = au_numel(tzo);
     float *gz = malloc(nz * sizeof(float));
     REQUIRE(gz, "out of memory");

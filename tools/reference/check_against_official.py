@@ -64,14 +64,17 @@ def _flash_attention_f32(q, k, v, q_lens=None, k_lens=None, dropout_p=0.0, softm
     return torch.einsum("bnqk,bknd->bqnd", torch.softmax(s, dim=-1), v.float()).to(q.dtype)
 
 
-def load_official(root):
-    """Import t5.py, model.py and vae.py from root/wan/modules under a private package name."""
+def load_official(root, names=("t5", "model", "vae"), attention=_flash_attention_f32, on_cpu=True):
+    """Import the official wan/modules/<names>.py from root under a private package name, with
+    stand-ins for diffusers, CUDA autocast and flash attention (`attention`, called like
+    flash_attention). on_cpu: also make torch.cuda.current_device answer "cpu"."""
     mod_dir = os.path.join(root, "wan", "modules")
     if not os.path.isdir(mod_dir):
         raise SystemExit(f"{mod_dir}: not found (extract the official 'wan' folder into {root})")
 
     torch.cuda.amp.autocast = _NoAutocast
-    torch.cuda.current_device = lambda: "cpu"
+    if on_cpu:
+        torch.cuda.current_device = lambda: "cpu"
 
     def stub(name, **attrs):
         m = types.ModuleType(name)
@@ -85,11 +88,11 @@ def load_official(root):
     stub("diffusers.models.modeling_utils", ModelMixin=nn.Module)
     pkg = stub("wan_official")
     pkg.__path__ = [mod_dir]
-    stub("wan_official.attention", flash_attention=_flash_attention_f32, attention=_flash_attention_f32)
+    stub("wan_official.attention", flash_attention=attention, attention=attention)
     stub("wan_official.tokenizers", HuggingfaceTokenizer=None)
 
     mods = {}
-    for name in ("t5", "model", "vae"):
+    for name in names:
         spec = importlib.util.spec_from_file_location(f"wan_official.{name}", os.path.join(mod_dir, name + ".py"))
         m = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = m
