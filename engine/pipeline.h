@@ -10,6 +10,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "status.h"
 
 typedef struct au_pipeline au_pipeline;
@@ -76,5 +77,41 @@ int pipeline_resolve_params(const au_pipeline *p, au_gen_params *params, au_err 
 int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_fn progress, void *user,
                       const volatile int *cancel, au_video *out, au_err *err);
 void au_video_free(au_video *v);
+
+/* ---- one job on several ranks (comm.h) ----
+ * CFG: rank 0 runs the conditional branch, rank 1 the unconditional one, and one
+ * all-gather per step shares the two velocities (world 2 only).
+ * ULYSSES: the DiT's tokens are split over the ranks and an all-to-all over attention
+ * heads turns each rank's token slice into all tokens of its heads (tokens and heads
+ * divisible by world).
+ * Every rank runs the sampler on the whole latent, so all ranks hold the same latent
+ * after each step; only rank 0 decodes it. */
+typedef struct au_comm au_comm;
+typedef enum au_parallel { AU_PARALLEL_NONE = 0, AU_PARALLEL_CFG, AU_PARALLEL_ULYSSES } au_parallel;
+
+const char *pipeline_parallel_name(au_parallel mode); /* "none", "cfg", "ulysses" */
+int pipeline_parallel_from_name(const char *name, au_parallel *mode); /* AU_EINVAL for another name */
+/* The mode `auto` picks for resolved params on world ranks: NONE for one rank, CFG when the
+ * job has classifier-free guidance and world is 2, else ULYSSES when it can run, else NONE. */
+au_parallel pipeline_parallel_auto(const au_pipeline *p, const au_gen_params *resolved, int world);
+/* 0 when mode can run resolved params on world ranks, else AU_EUNSUPPORTED saying why. */
+int pipeline_parallel_check(const au_pipeline *p, const au_gen_params *resolved, au_parallel mode, int world,
+                            au_err *err);
+
+/* pipeline_generate as one rank of comm: every rank calls it with the same resolved params
+ * (seed included) and the same mode. Only rank 0 decodes and fills out (other ranks return
+ * 0 with out empty); progress is called on every rank. The ranks agree at the end of every
+ * step whether to go on, so a cancel on any rank stops all of them at the same step with
+ * AU_ECANCELED. A failed or lost peer gives AU_ECOMM. comm NULL or mode NONE: pipeline_generate. */
+int pipeline_generate_ranked(au_pipeline *p, const au_gen_params *params, au_comm *comm, au_parallel mode,
+                             au_progress_fn progress, void *user, const volatile int *cancel, au_video *out,
+                             au_err *err);
+
+/* The backend the pipeline computes on (for making a comm on it). */
+au_backend *pipeline_backend(au_pipeline *p);
+/* A digest that differs when two ranks would not compute the same model: the manifest's
+ * configs and the tensor names, shapes and dtypes of every weight file, and the precision
+ * (64 lowercase hex characters of SHA-256 into out). */
+int pipeline_model_fingerprint(const au_pipeline *p, char out[65], au_err *err);
 
 #endif

@@ -58,6 +58,7 @@ const char *au_status_name(int code) {
     case AU_EUNSUPPORTED: return "unsupported";
     case AU_EBUSY: return "busy";
     case AU_ECONFLICT: return "conflict";
+    case AU_ECOMM: return "rank_failure";
     default: return "internal_error";
     }
 }

@@ -24,6 +24,7 @@ typedef enum au_status {
     AU_EBUSY = -9,      /* queue full, resource busy */
     AU_ECONFLICT = -10, /* wrong state for the operation */
     AU_EINTERNAL = -11, /* a bug: an invariant did not hold */
+    AU_ECOMM = -12,     /* another rank failed, timed out or was aborted (comm.h) */
 } au_status;
 
 typedef struct au_err {
