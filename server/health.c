@@ -171,15 +171,29 @@ static json_t *network_json(const health_host *h) {
     return json_pack("{s:o, s:o}", "rdma", rdma ? rdma : json_null(), "interfaces", ifs ? ifs : json_null());
 }
 
-static json_t *host_json(const health_run *run) {
-    const health_host *h = &run->host;
+static json_t *host_json(const health_host *h, const char *host_error) {
     json_t *o =
         json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s}", "hostname", h->hostname, "cpu_arch", h->cpu_arch,
                   "cpu_model", h->cpu_model, "cpu_cores", h->cpu_cores, "memory_total_bytes",
                   (json_int_t)h->memory_total_bytes, "os", h->os, "kernel", h->kernel);
-    if (o && !run->host_ok)
-        json_object_set_new(o, "error", json_string(run->host_error));
+    if (o && host_error)
+        json_object_set_new(o, "error", json_string(host_error));
     return o;
+}
+
+json_t *health_hardware_json(const health_host *host, const char *host_error, const hp_gpu_report *gpu,
+                             const char *backend, const char *precision) {
+    json_t *h = host_json(host, host_error), *net = network_json(host), *g = gpu_json(gpu),
+           *engine = json_pack("{s:o, s:o}", "backend", str_or_null(backend), "precision",
+                               str_or_null(precision));
+    if (!h || !net || !g || !engine) {
+        json_decref(h);
+        json_decref(net);
+        json_decref(g);
+        json_decref(engine);
+        return NULL;
+    }
+    return json_pack("{s:o, s:o, s:o, s:o}", "host", h, "network", net, "gpu", g, "engine", engine);
 }
 
 static json_t *checks_json(const hp_check *checks, int n) {
@@ -204,22 +218,22 @@ static json_t *rank_json(const health_run *run, const health_context *ctx) {
                                                m->per_block, "ms", timed ? num(m->ms) : json_null(), "tflops",
                                                timed ? num(m->tflops) : json_null()));
     }
-    json_t *engine = json_pack("{s:o, s:o}", "backend", str_or_null(ctx->backend), "precision",
-                               str_or_null(ctx->precision));
-    json_t *host = host_json(run), *net = network_json(&run->host), *gpu = gpu_json(g),
-           *checks = checks_json(g->checks, HP_N_CHECKS);
-    if (!gemms || !engine || !host || !net || !gpu || !checks) {
+    json_t *o = json_pack("{s:i, s:s}", "rank", 0, "role", "server");
+    json_t *hw = health_hardware_json(&run->host, run->host_ok ? NULL : run->host_error, g, ctx->backend,
+                                      ctx->precision);
+    json_t *checks = checks_json(g->checks, HP_N_CHECKS);
+    if (!gemms || !o || !hw || !checks || json_object_update(o, hw) != 0) {
         json_decref(gemms);
-        json_decref(engine);
-        json_decref(host);
-        json_decref(net);
-        json_decref(gpu);
+        json_decref(o);
+        json_decref(hw);
         json_decref(checks);
         return NULL;
     }
-    return json_pack("{s:i, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "rank", 0, "role", "server", "host",
-                     host, "network", net, "gpu", gpu, "engine", engine, "gemm", gemms, "gpu_seconds",
-                     num(g->seconds), "checks", checks);
+    json_decref(hw);
+    json_object_set_new(o, "gemm", gemms);
+    json_object_set_new(o, "gpu_seconds", num(g->seconds));
+    json_object_set_new(o, "checks", checks);
+    return o;
 }
 
 json_t *health_run_to_json(const health_run *run, const health_context *ctx) {

@@ -141,6 +141,19 @@ typedef struct health_run {
  * was opened with ("fp8": e4m3 GEMMs, bf16 activations; "bf16"); NULL for another backend. */
 const char *health_precision_of(const char *backend, au_precision precision);
 
+/* The per-node part of a rank's entry, from facts already gathered: {"host" (with "error"
+ * when host_error is not NULL), "network", "gpu", "engine": {"backend", "precision"}}. A rank
+ * entry is this object plus "rank", "role" and, where measured, "gemm", "gpu_seconds" and
+ * "checks". NULL when out of memory. */
+json_t *health_hardware_json(const health_host *host, const char *host_error, const hp_gpu_report *gpu,
+                             const char *backend, const char *precision);
+
+/* This node's hardware now, as health_hardware_json: the host facts from /sys/class and the
+ * facts of GPU 0 (the one `auteur serve` probes) without running any benchmark; backend is
+ * pipeline_backend_name() (NULL without an engine), precision an au_precision. It is what a
+ * worker sends when it joins the cluster (server/cluster.h). NULL when out of memory. */
+json_t *health_local_hardware_json(const char *backend, int precision);
+
 /* The run as the JSON object described above, with its verdict and reasons decided from
  * the run alone (the database as the run found it). NULL when out of memory. */
 json_t *health_run_to_json(const health_run *run, const health_context *ctx);

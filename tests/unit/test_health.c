@@ -355,6 +355,27 @@ static void test_host_probe(void) {
     free(h);
 }
 
+/* What a worker sends at join: this machine's facts, no benchmark. */
+static void test_local_hardware(void) {
+    json_t *hw = health_local_hardware_json("cpu", AU_PRECISION_FP8);
+    CHECK(hw != NULL);
+    const json_t *host = json_object_get(hw, "host"), *gpu = json_object_get(hw, "gpu"),
+                 *engine = json_object_get(hw, "engine");
+    CHECK(json_string_length(json_object_get(host, "hostname")) > 0);
+    CHECK(json_string_length(json_object_get(host, "cpu_arch")) > 0);
+    CHECK(json_is_array(json_object_get(json_object_get(hw, "network"), "rdma")));
+    CHECK(json_is_boolean(json_object_get(gpu, "available")));
+    if (!json_is_true(json_object_get(gpu, "available")))
+        CHECK(strstr(json_string_value(json_object_get(gpu, "reason")), "no GPU") != NULL);
+    CHECK(strcmp(json_string_value(json_object_get(engine, "backend")), "cpu") == 0);
+    CHECK(strcmp(json_string_value(json_object_get(engine, "precision")), "float32") == 0);
+    CHECK(json_object_get(hw, "checks") == NULL && json_object_get(hw, "rank") == NULL);
+    json_decref(hw);
+    hw = health_local_hardware_json(NULL, AU_PRECISION_FP8); /* a worker without an engine */
+    CHECK(hw && json_is_null(json_object_get(json_object_get(hw, "engine"), "backend")));
+    json_decref(hw);
+}
+
 int main(void) {
     if (!mkdtemp(tmp_dir)) {
         perror("mkdtemp");
@@ -365,6 +386,7 @@ int main(void) {
     test_run_json_and_verdict();
     test_renderings();
     test_host_probe();
+    test_local_hardware();
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp_dir);
     if (system(cmd) != 0)
