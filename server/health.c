@@ -19,7 +19,7 @@
 void health_thresholds_default(health_thresholds *t) {
     hp_thresholds_default(&t->gpu);
     t->data_dir_min_free_gb = 1.0;
-    t->nccl_bus_bandwidth_gbs = 0.0;
+    t->comm_bus_bandwidth_gbs = 15.0;
 }
 
 typedef struct threshold_key {
@@ -36,7 +36,7 @@ static const threshold_key threshold_keys[] = {
     TKEY("fp8_gemm_max_rel_err", gpu.fp8_gemm_max_rel_err),
     TKEY("attention_max_rel_err", gpu.attention_max_rel_err),
     TKEY("data_dir_min_free_gb", data_dir_min_free_gb),
-    TKEY("nccl_bus_bandwidth_gbs", nccl_bus_bandwidth_gbs),
+    TKEY("comm_bus_bandwidth_gbs", comm_bus_bandwidth_gbs),
 };
 #define N_THRESHOLD_KEYS ((int)(sizeof threshold_keys / sizeof threshold_keys[0]))
 
@@ -218,7 +218,7 @@ static json_t *rank_json(const health_run *run, const health_context *ctx) {
                                                m->per_block, "ms", timed ? num(m->ms) : json_null(), "tflops",
                                                timed ? num(m->tflops) : json_null()));
     }
-    json_t *o = json_pack("{s:i, s:s}", "rank", 0, "role", "server");
+    json_t *o = json_pack("{s:i, s:s, s:b}", "rank", 0, "role", "server", "joined", 1);
     json_t *hw = health_hardware_json(&run->host, run->host_ok ? NULL : run->host_error, g, ctx->backend,
                                       ctx->precision);
     json_t *checks = checks_json(g->checks, HP_N_CHECKS);
@@ -236,27 +236,55 @@ static json_t *rank_json(const health_run *run, const health_context *ctx) {
     return o;
 }
 
+json_t *health_peer_rank_json(int rank, const json_t *hardware) {
+    if (!hardware) {
+        char reason[64];
+        snprintf(reason, sizeof reason, "rank %d missing: not joined", rank);
+        return json_pack("{s:i, s:s, s:b, s:s}", "rank", rank, "role", "worker", "joined", 0, "reason",
+                         reason);
+    }
+    json_t *o = json_pack("{s:i, s:s, s:b}", "rank", rank, "role", "worker", "joined", 1);
+    /* what the rank sent cannot overwrite who it is */
+    if (o && json_object_update_missing(o, (json_t *)hardware) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 json_t *health_run_to_json(const health_run *run, const health_context *ctx) {
-    json_t *rank = rank_json(run, ctx);
+    int world = run->world_size < 1                  ? 1
+                : run->world_size > HEALTH_MAX_RANKS ? HEALTH_MAX_RANKS
+                                                     : run->world_size;
+    int joined = 1;
+    json_t *ranks = json_array(), *rank = rank_json(run, ctx);
     json_t *checks = checks_json(run->service, HEALTH_N_SERVICE);
     json_t *reasons = json_array();
-    if (!rank || !checks || !reasons) {
+    int ok = ranks && rank && checks && reasons && json_array_append_new(ranks, rank) == 0;
+    if (!ok)
         json_decref(rank);
+    for (int r = 1; ok && r < world; r++) {
+        joined += run->peers[r] != NULL;
+        ok = json_array_append_new(ranks, health_peer_rank_json(r, run->peers[r])) == 0;
+    }
+    if (!ok) {
+        json_decref(ranks);
         json_decref(checks);
         json_decref(reasons);
         return NULL;
     }
-    json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:i, s:[o], s:o}", "trigger", run->trigger, "started_at",
-                          unix_time(run->started_at), "finished_at", unix_time(run->finished_at), "seconds",
-                          num(run->finished_at - run->started_at), "world_size", HEALTH_WORLD_SIZE, "ranks",
-                          rank, "checks", checks);
+    json_t *o =
+        json_pack("{s:s, s:o, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "trigger", run->trigger, "started_at",
+                  unix_time(run->started_at), "finished_at", unix_time(run->finished_at), "seconds",
+                  num(run->finished_at - run->started_at), "world_size", world, "ranks_joined", joined,
+                  "transport", str_or_null(run->transport), "ranks", ranks, "checks", checks);
     if (!o) {
         json_decref(reasons);
         return NULL;
     }
     health_live live = {.db_ok = run->service[HEALTH_CHECK_DATABASE].status != HP_FAIL,
                         .engine_loaded = ctx->engine_loaded};
-    health_verdict v = health_decide(o, &live, HEALTH_WORLD_SIZE, reasons);
+    health_verdict v = health_decide(o, &live, world, reasons);
     json_object_set_new(o, "verdict", json_string(health_verdict_name(v)));
     json_object_set_new(o, "reasons", reasons);
     return o;
@@ -313,12 +341,17 @@ health_verdict health_decide(const json_t *run, const health_live *live, int wor
         add_reason(reasons, "%s FAIL: %s", sget(c, "name"), sget(c, "reason"));
     }
     const json_t *ranks = json_object_get(run, "ranks");
-    if ((int)json_array_size(ranks) < world_size) {
+    for (int r = (int)json_array_size(ranks); r < world_size; r++) { /* not even listed */
         degraded = 1;
-        add_reason(reasons, "%zu of %d ranks answered", json_array_size(ranks), world_size);
+        add_reason(reasons, "rank %d missing", r);
     }
     json_array_foreach(ranks, i, rank) {
         int r = (int)json_integer_value(json_object_get(rank, "rank"));
+        if (json_is_false(json_object_get(rank, "joined"))) {
+            degraded = 1;
+            add_reason(reasons, "rank %d missing", r);
+            continue;
+        }
         const json_t *gpu = json_object_get(rank, "gpu");
         int has_gpu = json_is_true(json_object_get(gpu, "available"));
         const char *backend = sget(json_object_get(rank, "engine"), "backend");

@@ -2,26 +2,35 @@
  * against thresholds, the verdict, and its renderings (JSON, the `auteur health` table,
  * Prometheus text), plus the service that runs it (health_service.c).
  *
- * A run measures; a report judges. A run (at start-up, and on request, never while a job
- * is generating) gathers for each rank (today one: this process) the host facts
- * (health_probe_cpu.c), the GPU facts, benchmarks and self-tests (kernels/health_probe.h;
- * every GPU check SKIP "no GPU" or "no CUDA backend" where there is none) and the engine in
- * use; then the service-wide checks: nccl_allreduce (SKIP "single rank" until a second rank
- * exists), database_writable, data_dir_free_space, model_files. The run becomes one JSON
- * object (health_run_to_json), stored in SQLite with its time (health_store.h):
- *   {"trigger", "started_at", "finished_at", "seconds", "world_size", "verdict", "reasons",
- *    "ranks": [{"rank", "role", "host", "network", "gpu", "engine", "gemm", "gpu_seconds",
- *               "checks": [check...]}],
+ * A run measures; a report judges. A run (at start-up, on request, and when a rank joins or
+ * leaves; its benchmarks never while a job is generating) gathers for rank 0 (this process)
+ * the host facts (health_probe_cpu.c), the GPU facts, benchmarks and self-tests
+ * (kernels/health_probe.h; every GPU check SKIP "no GPU" or "no CUDA backend" where there is
+ * none) and the engine in use; for each other configured rank the hardware it sent when it
+ * joined (health_local_hardware_json on its side), or that it is missing; then the
+ * service-wide checks: comm_allreduce (the all-reduce bus bandwidth between the ranks over
+ * the cluster's comm, SKIP "single rank" with one rank, FAIL "rank 1 missing" while a
+ * configured rank is not joined), database_writable, data_dir_free_space, model_files. The
+ * run becomes one JSON object (health_run_to_json), stored in SQLite with its time
+ * (health_store.h):
+ *   {"trigger", "started_at", "finished_at", "seconds", "world_size", "ranks_joined",
+ *    "transport" (the comm's: "nccl", "tcp", null with one rank), "verdict", "reasons",
+ *    "ranks": [{"rank", "role" ("server", "worker"), "joined", "host", "network", "gpu",
+ *               "engine", "gemm", "gpu_seconds", "checks": [check...]}
+ *              | {"rank", "role", "joined": false, "reason"}  (a configured rank missing)],
  *    "checks": [check...]}
+ * Rank 0's entry has every field; another rank's has what it sent (host, network, gpu,
+ * engine: no benchmark runs on it).
  *   check = {"name", "value" (null when not measured), "unit", "threshold", "comparison"
  *            (">=" or "<=", null without threshold), "status" (PASS|FAIL|SKIP), "reason", "detail"}
  * The report (GET /health) is the service's own state (database, queue, model) plus the last
- * run, with the verdict decided again from the run and the live state (health_decide):
+ * run, its entries of ranks other than 0 replaced by what the cluster knows now, with the
+ * verdict decided again from the run and the live state (health_decide):
  *   NOT_READY  no engine loaded, the database unusable (unreadable now, or not writable in
  *              the run), or the model files failing their check;
  *   DEGRADED   otherwise, when a check FAILs, a GPU check was not measured on a GPU that is
- *              there, the rank has no GPU or the engine runs on the CPU (CPU-only), fewer ranks
- *              answered than configured, or no run has finished yet;
+ *              there, a rank has no GPU or its engine runs on the CPU (CPU-only), a configured
+ *              rank is missing ("rank 1 missing"), or no run has finished yet;
  *   READY      otherwise.
  * "ready" says whether the service can take jobs now: not NOT_READY, engine loaded, database
  * readable, queue below its bound (GET /health/ready answers from it).
@@ -42,13 +51,18 @@
 typedef struct health_thresholds {
     hp_thresholds gpu;
     double data_dir_min_free_gb;   /* 1 */
-    double nccl_bus_bandwidth_gbs; /* 0: NCCL available is enough (the GB10 report's criterion) */
+    /* 15: two GB10 nodes are joined by ConnectX-7 at 200 Gb/s RoCE, 25 GB/s on the wire, and
+     * an all-reduce between 2 ranks moves each byte once over the link, so its bus bandwidth
+     * tops out near 25 GB/s (NCCL reaches ~80-90% of it with GPUDirect RDMA). 15 GB/s (60%)
+     * passes a healthy link with room for noise and fails what degrades it: a port negotiated
+     * at 100 Gb/s (12.5 GB/s at most), or NCCL falling back from RDMA to TCP sockets. */
+    double comm_bus_bandwidth_gbs;
 } health_thresholds;
 
 void health_thresholds_default(health_thresholds *t);
 /* Override the defaults with the keys of a JSON object file, each a number:
  * memory_bandwidth_gbs, gemm_fp16_tflops, gemm_fp8_tflops, fp8_gemm_max_rel_err,
- * attention_max_rel_err, data_dir_min_free_gb, nccl_bus_bandwidth_gbs. An unknown key, a
+ * attention_max_rel_err, data_dir_min_free_gb, comm_bus_bandwidth_gbs. An unknown key, a
  * value that is not a non-negative number, or an unreadable file: AU_EINVAL naming it. */
 int health_thresholds_load(health_thresholds *t, const char *path, au_err *err);
 json_t *health_thresholds_json(const health_thresholds *t);
@@ -103,7 +117,7 @@ int health_probe_disk(const char *dir, uint64_t *free_bytes, uint64_t *total_byt
 /* ---- a run ---- */
 
 enum {
-    HEALTH_CHECK_NCCL = 0,
+    HEALTH_CHECK_COMM = 0,
     HEALTH_CHECK_DATABASE,
     HEALTH_CHECK_DISK,
     HEALTH_CHECK_MODEL,
@@ -123,9 +137,8 @@ typedef struct health_context {
     const char *precision;   /* health_precision_of(), NULL when unknown */
 } health_context;
 
-/* Ranks of the service: this process alone until the two-node engine exists, so the NCCL
- * check is SKIP "single rank". */
-#define HEALTH_WORLD_SIZE 1
+/* The most ranks a report describes. */
+#define HEALTH_MAX_RANKS 8
 
 typedef struct health_run {
     char trigger[16];               /* "startup" or "request" */
@@ -134,6 +147,10 @@ typedef struct health_run {
     char host_error[512];
     health_host host;
     hp_gpu_report gpu;
+    int world_size;                  /* ranks configured, 1..HEALTH_MAX_RANKS */
+    json_t *peers[HEALTH_MAX_RANKS]; /* rank r's hardware as it sent it at join (a reference the
+                                        run holds), NULL when missing; [0] unused */
+    char transport[16];              /* the comm's name, "" with one rank or none yet */
     hp_check service[HEALTH_N_SERVICE];
 } health_run;
 
@@ -154,6 +171,11 @@ json_t *health_hardware_json(const health_host *host, const char *host_error, co
  * worker sends when it joins the cluster (server/cluster.h). NULL when out of memory. */
 json_t *health_local_hardware_json(const char *backend, int precision);
 
+/* The entry of rank (> 0) in "ranks": {"rank", "role": "worker", "joined": true} and the
+ * keys of hardware (what it sent at join); with hardware NULL, {"rank", "role", "joined":
+ * false, "reason": "rank N missing: not joined"}. NULL when out of memory. */
+json_t *health_peer_rank_json(int rank, const json_t *hardware);
+
 /* The run as the JSON object described above, with its verdict and reasons decided from
  * the run alone (the database as the run found it). NULL when out of memory. */
 json_t *health_run_to_json(const health_run *run, const health_context *ctx);
@@ -167,7 +189,8 @@ typedef struct health_live {
 } health_live;
 
 /* The verdict for run (a health_run_to_json object, or NULL before any run) and the live
- * state; each reason appended to `reasons` (a JSON array) as a string. */
+ * state, world_size ranks configured (a rank with "joined": false, or without an entry, is
+ * missing); each reason appended to `reasons` (a JSON array) as a string. */
 health_verdict health_decide(const json_t *run, const health_live *live, int world_size, json_t *reasons);
 
 /* ---- renderings of a report (the GET /health object) ---- */
@@ -176,9 +199,11 @@ health_verdict health_decide(const json_t *run, const health_live *live, int wor
  * malloc'd, NULL when out of memory. */
 char *health_table_render(const json_t *report);
 /* Prometheus text of the report: auteur_health_verdict{verdict}, auteur_health_ready,
- * auteur_health_check_value / _threshold {check,rank,unit}, auteur_health_check_status
- * {check,rank,status}, auteur_health_last_run_timestamp_seconds, auteur_health_last_run_seconds.
- * Checks of the service as a whole carry rank="all". malloc'd, NULL when out of memory. */
+ * auteur_health_world_size, auteur_health_ranks_joined, auteur_health_rank_joined{rank},
+ * auteur_health_comm_bus_bandwidth_gbs{transport} (when measured), auteur_health_check_value /
+ * _threshold {check,rank,unit}, auteur_health_check_status {check,rank,status},
+ * auteur_health_last_run_timestamp_seconds, auteur_health_last_run_seconds. Checks of the
+ * service as a whole carry rank="all". malloc'd, NULL when out of memory. */
 char *health_metrics_render(const json_t *report);
 
 /* ---- the service (health_service.c) ---- */
@@ -188,6 +213,25 @@ typedef struct health_service health_service;
 /* 1 when jobs are queued or generating (why filled), 0 when idle, negative on error. The
  * GPU benchmarks wait while it returns 1. */
 typedef int (*health_busy_fn)(void *user, char *why, size_t cap);
+
+/* The ranks of a multi-rank service as the health runner sees them: server/cluster.h for
+ * `auteur serve` (wired in serve.c); tests pass their own. Each may be called from the runner
+ * and from report threads at once. */
+typedef struct health_cluster_ops {
+    int (*world_size)(void *cl);        /* ranks configured, rank 0 included */
+    int (*joined)(void *cl);            /* ranks joined now, rank 0 included */
+    const char *(*comm_name)(void *cl); /* "nccl", "tcp" (static); NULL while no comm exists */
+    /* The hardware JSON rank sent when it joined (a new reference), NULL when it is not joined. */
+    json_t *(*rank_report)(void *cl, int rank);
+    /* All-reduce of `bytes` iters times between the joined ranks: bus bandwidth and seconds. */
+    int (*comm_bench)(void *cl, size_t bytes, int iters, double *busbw_gbs, double *seconds, au_err *err);
+} health_cluster_ops;
+
+/* Bytes and repetitions of the comm_allreduce benchmark: 32 MiB is past the size where NCCL
+ * reaches its peak bus bandwidth on one link; 10 of them take ~20 ms at 20 GB/s and ~3 s
+ * on a 1 Gb/s fallback, so the check stays within the few seconds a run may take. */
+#define HEALTH_COMM_BENCH_BYTES ((size_t)32 << 20)
+#define HEALTH_COMM_BENCH_ITERS 10
 
 /* The GPU part of a run, with hp_gpu_run's contract (kernels/health_probe.h). */
 typedef int (*health_gpu_probe_fn)(int device, const hp_thresholds *t, hp_gate_fn gate, void *user,
@@ -205,13 +249,20 @@ typedef struct health_service_opts {
     int keep_runs;                 /* history rows kept; older ones are deleted after each run */
     atomic_int *measuring;         /* NULL, or set while a GPU benchmark runs (the dispatcher
                                       starts no job meanwhile: dispatch_opts.hold) */
+    const health_cluster_ops *cluster_ops; /* NULL with one rank (world size 1) */
+    void *cluster;                         /* their first argument */
 } health_service_opts;
 
-/* Open the history, start the runner thread and ask it for the start-up run. */
+/* Open the history, start the runner thread and ask it for the start-up run. With a
+ * cluster, the runner also looks every HEALTH_RANK_POLL_MS at how many ranks are joined and
+ * asks for a run (trigger "request") when it differs from the last run's, so the comm check
+ * follows a worker that joins or leaves. */
 int health_service_start(health_service **out, const health_service_opts *opts, au_err *err);
 /* Stop the runner (a run waiting for the queue gives up; one measuring finishes its current
  * check) and free everything. */
 void health_service_stop(health_service *s);
+
+#define HEALTH_RANK_POLL_MS 1000
 
 /* Runs kept in the history by `auteur serve`. */
 #define HEALTH_KEEP_RUNS 10000
@@ -225,7 +276,9 @@ int health_service_run(health_service *s, double wait_seconds);
 
 /* The health part of the report, to merge into the service's own fields: verdict, reasons,
  * ready {ok, reason}, thresholds, run {id, trigger, started_at, finished_at, seconds,
- * pending, waiting_for}, world_size, ranks, checks. NULL when out of memory. */
+ * transport (the one the run's comm check used), pending, waiting_for}, world_size, ranks_joined and
+ * transport (the cluster's now: "nccl", "tcp", null with one rank or no comm), ranks (0 from the last run,
+ * the others now), checks (from the last run). NULL when out of memory. */
 json_t *health_service_report(health_service *s, const health_live *live);
 
 /* The last `limit` stored runs, newest first, each with its "id": {"object": "list", "data": [...]}. */

@@ -1,9 +1,10 @@
 /* health_render.c - the /health report as the `auteur health` table and as Prometheus text
  * (health.h). Both read the report's JSON, so the client renders what the server sent.
  *
- * Table: verdict, readiness and reasons; the run and the service; per rank the host, GPU,
- * RDMA and network devices and engine; then one line per check (rank "all" for the checks
- * of the service as a whole): value, threshold with its comparison, status, reason.
+ * Table: verdict, readiness and reasons; the run, the service and the ranks joined; per rank
+ * the host, GPU, RDMA and network devices and engine (or that it is missing); then one line
+ * per check (rank "all" for the checks of the service as a whole): value, threshold with its
+ * comparison, status, reason.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -77,6 +78,12 @@ static void table_head(textbuf *t, const json_t *r) {
         (long long)json_integer_value(json_object_get(queue, "queued")),
         (long long)json_integer_value(json_object_get(queue, "in_progress")),
         (long long)json_integer_value(json_object_get(queue, "max")));
+    textbuf_put(t, "ranks %lld of %lld joined",
+                (long long)json_integer_value(json_object_get(r, "ranks_joined")),
+                (long long)json_integer_value(json_object_get(r, "world_size")));
+    if (json_is_string(json_object_get(r, "transport")))
+        textbuf_put(t, ", comm over %s", sget(r, "transport"));
+    textbuf_put(t, "\n");
     if (json_is_true(json_object_get(model, "loaded")))
         textbuf_put(t, "model %s from %s\n", sget(model, "name"), sget(model, "dir"));
     else
@@ -87,8 +94,12 @@ static void table_rank(textbuf *t, const json_t *rank) {
     const json_t *h = json_object_get(rank, "host"), *g = json_object_get(rank, "gpu"),
                  *net = json_object_get(rank, "network"), *eng = json_object_get(rank, "engine"), *d, *p;
     size_t i, j;
-    textbuf_put(t, "\nrank %lld (%s)\n", (long long)json_integer_value(json_object_get(rank, "rank")),
-        sget(rank, "role"));
+    textbuf_put(t, "\nrank %lld (%s)%s\n", (long long)json_integer_value(json_object_get(rank, "rank")),
+                sget(rank, "role"), json_is_false(json_object_get(rank, "joined")) ? ": missing" : "");
+    if (json_is_false(json_object_get(rank, "joined"))) {
+        textbuf_put(t, "  %s\n", sget(rank, "reason"));
+        return;
+    }
     textbuf_put(t, "  host     %s: %s, %s, %lld cores, %.1f GiB, %s, kernel %s\n", sget(h, "hostname"),
         sget(h, "cpu_arch"), sget(h, "cpu_model"),
         (long long)json_integer_value(json_object_get(h, "cpu_cores")), gib(h, "memory_total_bytes"),
@@ -176,6 +187,38 @@ static void metric_check(textbuf *t, const char *rank, const json_t *c, int part
             statuses[s], strcmp(sget(c, "status"), statuses[s]) == 0);
 }
 
+/* The ranks configured and joined, and the comm's bus bandwidth when the last run measured it. */
+static void metrics_ranks(textbuf *t, const json_t *report) {
+    const json_t *rank, *c;
+    size_t i;
+    textbuf_put(
+        t,
+        "# HELP auteur_health_world_size Ranks configured, this one included.\n"
+        "# TYPE auteur_health_world_size gauge\nauteur_health_world_size %lld\n"
+        "# HELP auteur_health_ranks_joined Ranks joined now, this one included.\n"
+        "# TYPE auteur_health_ranks_joined gauge\nauteur_health_ranks_joined %lld\n"
+        "# HELP auteur_health_rank_joined Whether each configured rank is joined (1) or missing (0).\n"
+        "# TYPE auteur_health_rank_joined gauge\n",
+        (long long)json_integer_value(json_object_get(report, "world_size")),
+        (long long)json_integer_value(json_object_get(report, "ranks_joined")));
+    json_array_foreach(json_object_get(report, "ranks"), i, rank)
+        textbuf_put(t, "auteur_health_rank_joined{rank=\"%lld\"} %d\n",
+                    (long long)json_integer_value(json_object_get(rank, "rank")),
+                    !json_is_false(json_object_get(rank, "joined")));
+    json_array_foreach(json_object_get(report, "checks"), i, c) {
+        double busbw = nget(c, "value");
+        if (strcmp(sget(c, "name"), "comm_allreduce") != 0 || isnan(busbw))
+            continue;
+        textbuf_put(
+            t,
+            "# HELP auteur_health_comm_bus_bandwidth_gbs All-reduce bus bandwidth between the ranks at the "
+            "last run (GB/s), over the transport it used.\n# TYPE auteur_health_comm_bus_bandwidth_gbs "
+            "gauge\n"
+            "auteur_health_comm_bus_bandwidth_gbs{transport=\"%s\"} %.9g\n",
+            sget(json_object_get(report, "run"), "transport"), busbw);
+    }
+}
+
 char *health_metrics_render(const json_t *report) {
     static const char *const help[3][2] = {
         {"auteur_health_check_value", "The last measured value of each /health check, in its unit."},
@@ -204,6 +247,7 @@ char *health_metrics_render(const json_t *report) {
         }
         json_array_foreach(json_object_get(report, "checks"), i, c) metric_check(&t, "all", c, part);
     }
+    metrics_ranks(&t, report);
     if (json_is_integer(json_object_get(run, "id")))
         textbuf_put(&t,
             "# HELP auteur_health_last_run_timestamp_seconds When the last /health run started (Unix time).\n"

@@ -8,7 +8,11 @@
  * polling every GATE_POLL_MS, until the queue is empty; the wait shows in the report as
  * run.pending / run.waiting_for. The gate raises `measuring` before it looks at the queue and
  * lowers it while it waits, and the dispatcher claims no job while it is raised: flag first,
- * then the queue, on both sides, so a job and a benchmark never overlap.
+ * then the queue, on both sides, so a job and a benchmark never overlap. The comm benchmark
+ * between the ranks passes the same gate.
+ * With a cluster, the runner wakes every HEALTH_RANK_POLL_MS to compare the ranks joined with
+ * those of the last run, and asks for a run when they differ; the report shows the other
+ * ranks as the cluster knows them now, the rest as the last run found it.
  */
 #include <limits.h>
 #include <math.h>
@@ -38,6 +42,8 @@ struct health_service {
     uint64_t requested, started, finished;
     char waiting_for[256]; /* what the run in progress waits for, "" when it does not */
     json_t *last;          /* the last finished run, with its "id" */
+    int world_size;        /* ranks configured: 1 without a cluster */
+    int ranks_joined_run;  /* ranks joined when the last run started */
 };
 
 
@@ -98,6 +104,67 @@ static int no_cuda_probe(int device, const hp_thresholds *t, hp_gate_fn gate_fn,
     return 0;
 }
 #endif
+
+/* The entries of ranks 1.. as the cluster knows them now; NULL when out of memory. */
+static json_t *peer_ranks_now(health_service *s) {
+    json_t *a = json_array();
+    for (int r = 1; a && r < s->world_size; r++) {
+        json_t *hw = s->o.cluster_ops->rank_report(s->o.cluster, r);
+        int rc = json_array_append_new(a, health_peer_rank_json(r, hw));
+        json_decref(hw);
+        if (rc != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    }
+    return a;
+}
+
+/* comm_allreduce: every configured rank joined, then past the gate, the cluster's
+ * all-reduce benchmark. Reads run->peers (who is joined). */
+static void check_comm(health_service *s, health_run *run, hp_check *c) {
+    hp_check_init(c, "comm_allreduce", "GB/s", s->o.thresholds.comm_bus_bandwidth_gbs, 1);
+    snprintf(c->detail, sizeof c->detail, "all-reduce bus bandwidth between the ranks");
+    if (s->world_size == 1) {
+        hp_check_skip(c, "single rank");
+        return;
+    }
+    char missing[256] = "";
+    size_t len = 0;
+    for (int r = 1; r < s->world_size && len < sizeof missing; r++)
+        if (!run->peers[r])
+            len += (size_t)snprintf(missing + len, sizeof missing - len, "%srank %d missing", len ? ", " : "",
+                                    r);
+    if (missing[0]) {
+        hp_check_fail(c, missing);
+        return;
+    }
+    char stop[512] = "";
+    int stopped = gate(s, stop, sizeof stop) != 0;
+    double busbw = 0, seconds = 0;
+    au_err e;
+    int rc = stopped ? 0
+                     : s->o.cluster_ops->comm_bench(s->o.cluster, HEALTH_COMM_BENCH_BYTES,
+                                                    HEALTH_COMM_BENCH_ITERS, &busbw, &seconds, &e);
+    if (s->o.measuring)
+        atomic_store(s->o.measuring, 0);
+    if (stopped) {
+        hp_check_skip(c, stop);
+        return;
+    }
+    const char *name = s->o.cluster_ops->comm_name(s->o.cluster);
+    snprintf(run->transport, sizeof run->transport, "%s", name ? name : "");
+    snprintf(c->detail, sizeof c->detail, "%s all-reduce of %zu MiB, %d times in %.3g s, %d ranks",
+             name ? name : "no comm", HEALTH_COMM_BENCH_BYTES >> 20, HEALTH_COMM_BENCH_ITERS, seconds,
+             s->world_size);
+    if (rc != 0) {
+        hp_check_fail(c, e.msg);
+        return;
+    }
+    hp_check_judge(c, busbw);
+    len = strlen(c->reason);
+    snprintf(c->reason + len, sizeof c->reason - len, " over %s", name ? name : "the comm");
+}
 
 static void check_database(health_service *s, hp_check *c) {
     double ms = 0;
@@ -176,6 +243,15 @@ static void run_once(health_service *s, const char *trigger) {
     }
     snprintf(run->trigger, sizeof run->trigger, "%s", trigger);
     run->started_at = now_unix();
+    run->world_size = s->world_size;
+    int joined = 1;
+    for (int r = 1; r < s->world_size; r++) {
+        run->peers[r] = s->o.cluster_ops->rank_report(s->o.cluster, r);
+        joined += run->peers[r] != NULL;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->ranks_joined_run = joined;
+    pthread_mutex_unlock(&s->mu);
     run->host_ok = health_probe_host(&run->host, "/sys/class", &e) == 0;
     if (!run->host_ok)
         snprintf(run->host_error, sizeof run->host_error, "%s", e.msg);
@@ -183,16 +259,15 @@ static void run_once(health_service *s, const char *trigger) {
         hp_gpu_report_init(&run->gpu, &s->o.thresholds.gpu, e.msg);
     if (s->o.measuring)
         atomic_store(s->o.measuring, 0);
-    hp_check *c = &run->service[HEALTH_CHECK_NCCL];
-    hp_check_init(c, "nccl_allreduce", "GB/s", s->o.thresholds.nccl_bus_bandwidth_gbs, 1);
-    snprintf(c->detail, sizeof c->detail, "all-reduce bus bandwidth between the ranks");
-    hp_check_skip(c, "single rank");
+    check_comm(s, run, &run->service[HEALTH_CHECK_COMM]);
     check_database(s, &run->service[HEALTH_CHECK_DATABASE]);
     check_disk(s, &run->service[HEALTH_CHECK_DISK]);
     check_model(s, &run->service[HEALTH_CHECK_MODEL]);
     run->finished_at = now_unix();
 
     json_t *j = health_run_to_json(run, &s->o.ctx);
+    for (int r = 1; r < s->world_size; r++)
+        json_decref(run->peers[r]);
     free(run);
     if (!j) {
         fprintf(stderr, "auteur: health run: out of memory\n");
@@ -213,8 +288,25 @@ static void *runner_main(void *arg) {
     health_service *s = arg;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->stopping && s->started == s->requested)
-            pthread_cond_wait(&s->wake, &s->mu);
+        while (!s->stopping && s->started == s->requested) {
+            if (!s->o.cluster_ops) {
+                pthread_cond_wait(&s->wake, &s->mu);
+                continue;
+            }
+            struct timespec ts = deadline_after(HEALTH_RANK_POLL_MS / 1000.0);
+            if (pthread_cond_timedwait(&s->wake, &s->mu, &ts) == 0)
+                continue;
+            int joined_run = s->ranks_joined_run;
+            pthread_mutex_unlock(&s->mu);
+            int joined = s->o.cluster_ops->joined(s->o.cluster);
+            pthread_mutex_lock(&s->mu);
+            if (joined != joined_run && s->started == s->requested) {
+                fprintf(stderr,
+                        "auteur: health: %d of %d ranks joined (%d at the last run): running the checks\n",
+                        joined, s->world_size, joined_run);
+                s->requested++;
+            }
+        }
         if (s->stopping)
             break;
         uint64_t gen = s->requested;
@@ -236,6 +328,13 @@ int health_service_start(health_service **out, const health_service_opts *opts, 
     if (!s)
         return au_errf(err, AU_ENOMEM, "health: out of memory");
     s->o = *opts;
+    s->world_size = opts->cluster_ops ? opts->cluster_ops->world_size(opts->cluster) : 1;
+    if (s->world_size < 1 || s->world_size > HEALTH_MAX_RANKS) {
+        int n = s->world_size;
+        free(s);
+        return au_errf(err, AU_EINVAL, "health: world size %d, expected 1 to %d", n, HEALTH_MAX_RANKS);
+    }
+    s->ranks_joined_run = 1;
     snprintf(s->data_dir, sizeof s->data_dir, "%s", opts->ctx.data_dir ? opts->ctx.data_dir : ".");
     snprintf(s->model_dir, sizeof s->model_dir, "%s", opts->ctx.model_dir ? opts->ctx.model_dir : "");
     snprintf(s->model_error, sizeof s->model_error, "%s", opts->ctx.model_error ? opts->ctx.model_error : "");
@@ -318,10 +417,27 @@ json_t *health_service_report(health_service *s, const health_live *live) {
     if (s->last && !last)
         return NULL;
 
+    const health_cluster_ops *ops = s->o.cluster_ops;
+    int joined = ops ? ops->joined(s->o.cluster) : 1;
+    const char *transport = ops ? ops->comm_name(s->o.cluster) : NULL;
+    if (last && ops) { /* the other ranks as they are now */
+        json_t *ranks = json_object_get(last, "ranks"), *now = peer_ranks_now(s), *rank;
+        size_t i;
+        if (!now) {
+            json_decref(last);
+            return NULL;
+        }
+        while (json_array_size(ranks) > 1)
+            json_array_remove(ranks, json_array_size(ranks) - 1);
+        joined = 1;
+        json_array_foreach(now, i, rank) joined += json_is_true(json_object_get(rank, "joined"));
+        json_array_extend(ranks, now);
+        json_decref(now);
+    }
     health_live l = *live;
     l.run_pending = pending;
     json_t *reasons = json_array();
-    health_verdict v = health_decide(last, &l, HEALTH_WORLD_SIZE, reasons);
+    health_verdict v = health_decide(last, &l, s->world_size, reasons);
     const char *not_ready = NULL;
     if (v == HEALTH_NOT_READY)
         not_ready = json_string_value(json_array_get(reasons, 0));
@@ -330,15 +446,17 @@ json_t *health_service_report(health_service *s, const health_live *live) {
     json_t *run =
         json_pack("{s:o, s:b, s:o}", "id", last ? json_incref(json_object_get(last, "id")) : json_null(),
                   "pending", pending, "waiting_for", waiting[0] ? json_string(waiting) : json_null());
-    static const char *const run_keys[] = {"trigger", "started_at", "finished_at", "seconds"};
+    static const char *const run_keys[] = {"trigger", "started_at", "finished_at", "seconds", "transport"};
     for (size_t i = 0; run && last && i < sizeof run_keys / sizeof run_keys[0]; i++)
         json_object_set(run, run_keys[i], json_object_get(last, run_keys[i]));
-    json_t *o = json_pack(
-        "{s:s, s:o, s:{s:b, s:o}, s:o, s:o, s:i, s:o, s:o}", "verdict", health_verdict_name(v), "reasons",
-        reasons, "ready", "ok", not_ready == NULL, "reason", not_ready ? json_string(not_ready) : json_null(),
-        "thresholds", health_thresholds_json(&s->o.thresholds), "run", run, "world_size", HEALTH_WORLD_SIZE,
-        "ranks", last ? json_incref(json_object_get(last, "ranks")) : json_array(), "checks",
-        last ? json_incref(json_object_get(last, "checks")) : json_array());
+    json_t *o =
+        json_pack("{s:s, s:o, s:{s:b, s:o}, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "verdict",
+                  health_verdict_name(v), "reasons", reasons, "ready", "ok", not_ready == NULL, "reason",
+                  not_ready ? json_string(not_ready) : json_null(), "thresholds",
+                  health_thresholds_json(&s->o.thresholds), "run", run, "world_size", s->world_size,
+                  "ranks_joined", joined, "transport", transport ? json_string(transport) : json_null(),
+                  "ranks", last ? json_incref(json_object_get(last, "ranks")) : json_array(), "checks",
+                  last ? json_incref(json_object_get(last, "checks")) : json_array());
     json_decref(last);
     return o;
 }

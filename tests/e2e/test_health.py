@@ -1,6 +1,7 @@
 """test_health.py - the /health report end to end on a CPU-only machine: the report is complete
 (host facts, every GPU check SKIP with a reason, the service checks measured), the verdict is
-DEGRADED with the CPU-only reason, ?refresh=1 makes a new run, every run is stored in SQLite with
+DEGRADED with the CPU-only reason, one rank (world size 1: the ranks array holds rank 0 alone,
+the comm check is SKIP "single rank"), ?refresh=1 makes a new run, every run is stored in SQLite with
 its time and kept across restarts, /metrics carries the last values, `auteur health` prints the
 table or the JSON, thresholds come from --health-thresholds, and a server without a model is
 NOT_READY with 503. The sub-routes (/health/live, /health/ready, /health/history, POST
@@ -24,7 +25,7 @@ from harness import Server, binary, check, check_eq, run_tests  # noqa: E402
 
 GPU_CHECKS = ["memory_bandwidth", "gemm_fp16", "gemm_fp16_wan13b", "gemm_fp8", "gemm_fp8_wan13b",
               "fp8_gemm_selftest", "attention_selftest"]
-SERVICE_CHECKS = ["nccl_allreduce", "database_writable", "data_dir_free_space", "model_files"]
+SERVICE_CHECKS = ["comm_allreduce", "database_writable", "data_dir_free_space", "model_files"]
 WORK = tempfile.mkdtemp(prefix="auteur-e2e-health-")
 atexit.register(shutil.rmtree, WORK, ignore_errors=True)
 os.mkdir(os.path.join(WORK, "data"))
@@ -62,7 +63,9 @@ def test_report_on_a_cpu_only_machine():
     check_eq((h["object"], h["status"], h["verdict"]), ("health.report", "ok", "DEGRADED"), "verdict")
     check(any("CPU-only" in reason for reason in h["reasons"]), "CPU-only reason: %r" % h["reasons"])
     check_eq(h["ready"], {"ok": True, "reason": None}, "ready")
-    check_eq((h["world_size"], len(h["ranks"])), (1, 1), "one rank")
+    check_eq((h["world_size"], h["ranks_joined"], h["transport"], len(h["ranks"])), (1, 1, None, 1), "one rank")
+    check_eq((h["ranks"][0]["rank"], h["ranks"][0]["role"], h["ranks"][0]["joined"]), (0, "server", True), "rank 0")
+    check_eq(h["thresholds"]["comm_bus_bandwidth_gbs"], 15, "default comm threshold")
     check_eq(h["run"]["trigger"], "startup", "first run")
     check(h["run"]["finished_at"] >= h["run"]["started_at"] > time.time() - 600, "run times: %r" % h["run"])
     check_eq(h["thresholds"]["memory_bandwidth_gbs"], 80, "default bandwidth threshold")
@@ -84,7 +87,10 @@ def test_report_on_a_cpu_only_machine():
         check(c["unit"] in ("GB/s", "TFLOP/s", "") and c["threshold"] is not None, "%s: %r" % (c["name"], c))
     checks = {c["name"]: c for c in h["checks"]}
     check_eq(list(checks), SERVICE_CHECKS, "service checks")
-    check_eq((checks["nccl_allreduce"]["status"], checks["nccl_allreduce"]["reason"]), ("SKIP", "single rank"), "NCCL")
+    comm = checks["comm_allreduce"]
+    check_eq((comm["status"], comm["reason"], comm["value"], comm["unit"], comm["threshold"]),
+             ("SKIP", "single rank", None, "GB/s", 15), "comm check")
+    check(not any("missing" in reason for reason in h["reasons"]), "no rank missing: %r" % h["reasons"])
     check_eq(checks["database_writable"]["status"], "PASS", "database")
     check(checks["database_writable"]["value"] >= 0 and checks["database_writable"]["unit"] == "ms", "db value")
     disk = checks["data_dir_free_space"]
@@ -123,18 +129,21 @@ def test_metrics_expose_the_last_values():
                  'auteur_health_check_status{check="memory_bandwidth",rank="0",status="SKIP"} 1',
                  'auteur_health_check_status{check="database_writable",rank="all",status="PASS"} 1',
                  'auteur_health_check_threshold{check="memory_bandwidth",rank="0",unit="GB/s"} 80',
+                 'auteur_health_check_status{check="comm_allreduce",rank="all",status="SKIP"} 1',
+                 "auteur_health_world_size 1", "auteur_health_ranks_joined 1", 'auteur_health_rank_joined{rank="0"} 1',
                  "auteur_model_loaded 1"):
         check(line + "\n" in text, "metrics lack %r" % line)
     check('auteur_health_check_value{check="data_dir_free_space",rank="all",unit="GB"} ' in text, "disk value")
     check('auteur_health_check_value{check="memory_bandwidth"' not in text, "no value for an unmeasured check")
     check("auteur_health_last_run_timestamp_seconds " in text, "last run time")
+    check("auteur_health_comm_bus_bandwidth_gbs{" not in text, "no comm bandwidth with one rank")
 
 
 def test_health_command_table_and_json():
     r = auteur("health", "--port", str(server.port), "--table")
     check_eq(r.returncode, 0, r.stderr)
     for part in ("auteur health: DEGRADED (ready: yes)", "rank 0 (server)", "gpu      none: no GPU",
-                 "engine   cpu, float32", "CHECK", "memory_bandwidth     0    -", "nccl_allreduce       all",
+                 "engine   cpu, float32", "CHECK", "memory_bandwidth     0    -", "comm_allreduce       all", "ranks 1 of 1 joined",
                  "single rank"):
         check(part in r.stdout, "table lacks %r:\n%s" % (part, r.stdout))
     r = auteur("health", "--port", str(server.port), "--json", "--refresh")

@@ -72,7 +72,7 @@ static void test_thresholds(void) {
     char path[256];
     health_thresholds_default(&t);
     CHECK(t.gpu.memory_bandwidth_gbs == 80 && t.gpu.gemm_fp16_tflops == 10 && t.data_dir_min_free_gb == 1);
-    CHECK(t.nccl_bus_bandwidth_gbs == 0);
+    CHECK(t.comm_bus_bandwidth_gbs == 15);
     snprintf(path, sizeof path, "%s/thresholds.json", tmp_dir);
     write_file(path,
                "{\"memory_bandwidth_gbs\": 100, \"gemm_fp8_tflops\": 20.5, \"data_dir_min_free_gb\": 0}");
@@ -123,8 +123,9 @@ static void make_gpu_run(health_run *run, const health_thresholds *t) {
     const double values[HP_N_CHECKS] = {107.5, 59.6, 55.2, 110.3, 98.1, 0.003, 0.006};
     for (int i = 0; i < HP_N_CHECKS; i++)
         hp_check_judge(&run->gpu.checks[i], values[i]);
-    hp_check_init(&run->service[HEALTH_CHECK_NCCL], "nccl_allreduce", "GB/s", 0, 1);
-    hp_check_skip(&run->service[HEALTH_CHECK_NCCL], "single rank");
+    run->world_size = 1;
+    hp_check_init(&run->service[HEALTH_CHECK_COMM], "comm_allreduce", "GB/s", t->comm_bus_bandwidth_gbs, 1);
+    hp_check_skip(&run->service[HEALTH_CHECK_COMM], "single rank");
     hp_check_init(&run->service[HEALTH_CHECK_DATABASE], "database_writable", "ms", NAN, 0);
     hp_check_judge(&run->service[HEALTH_CHECK_DATABASE], 0.5);
     hp_check_init(&run->service[HEALTH_CHECK_DISK], "data_dir_free_space", "GB", 1, 1);
@@ -162,7 +163,15 @@ static void test_run_json_and_verdict(void) {
     CHECK(json_number_value(json_object_get(j, "started_at")) == 1795540000.25);
     CHECK(json_number_value(json_object_get(j, "seconds")) == 2.5);
     CHECK(json_integer_value(json_object_get(j, "world_size")) == 1);
+    CHECK(json_integer_value(json_object_get(j, "ranks_joined")) == 1);
+    CHECK(json_is_null(json_object_get(j, "transport")));
+    CHECK(json_array_size(json_object_get(j, "ranks")) == 1);
     json_t *rank = json_array_get(json_object_get(j, "ranks"), 0);
+    CHECK(json_integer_value(json_object_get(rank, "rank")) == 0 &&
+          strcmp(json_string_value(json_object_get(rank, "role")), "server") == 0 &&
+          json_is_true(json_object_get(rank, "joined")));
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(rank, "host"), "hostname")), "spark-1") ==
+          0);
     json_t *gpu = json_object_get(rank, "gpu");
     CHECK(json_is_true(json_object_get(gpu, "available")));
     CHECK(strcmp(json_string_value(json_object_get(gpu, "memory")), "unified") == 0);
@@ -183,15 +192,18 @@ static void test_run_json_and_verdict(void) {
     CHECK(json_array_size(json_object_get(rank, "checks")) == HP_N_CHECKS);
     json_t *rdma = json_array_get(json_object_get(json_object_get(rank, "network"), "rdma"), 0);
     CHECK(strcmp(json_string_value(json_object_get(rdma, "name")), "rocep1s0f0") == 0);
-    json_t *nccl = json_array_get(json_object_get(j, "checks"), 0);
-    CHECK(json_is_null(json_object_get(nccl, "value")) &&
-          strcmp(json_string_value(json_object_get(nccl, "status")), "SKIP") == 0 &&
-          strcmp(json_string_value(json_object_get(nccl, "reason")), "single rank") == 0);
+    json_t *comm = json_array_get(json_object_get(j, "checks"), 0);
+    CHECK(strcmp(json_string_value(json_object_get(comm, "name")), "comm_allreduce") == 0);
+    CHECK(json_is_null(json_object_get(comm, "value")) &&
+          strcmp(json_string_value(json_object_get(comm, "status")), "SKIP") == 0 &&
+          strcmp(json_string_value(json_object_get(comm, "reason")), "single rank") == 0);
+    CHECK(json_number_value(json_object_get(comm, "threshold")) == 15);
     json_decref(j);
 
     /* READY; a rank missing */
     CHECK(decide(run, &ctx, &live, 1, why, sizeof why) == HEALTH_READY && why[0] == '\0');
-    CHECK(decide(run, &ctx, &live, 2, why, sizeof why) == HEALTH_DEGRADED && strstr(why, "1 of 2 ranks"));
+    CHECK(decide(run, &ctx, &live, 2, why, sizeof why) == HEALTH_DEGRADED &&
+          strcmp(why, "rank 1 missing") == 0);
     /* below a threshold */
     hp_check_judge(&run->gpu.checks[HP_CHECK_BANDWIDTH], 60);
     CHECK(decide(run, &ctx, &live, 1, why, sizeof why) == HEALTH_DEGRADED &&
@@ -241,6 +253,198 @@ static void test_run_json_and_verdict(void) {
     free(run);
 }
 
+/* What the second GB10 sends when it joins. */
+static json_t *worker_hardware(int with_gpu) {
+    health_host *h = calloc(1, sizeof *h);
+    hp_gpu_report *g = calloc(1, sizeof *g);
+    hp_thresholds t;
+    hp_thresholds_default(&t);
+    snprintf(h->hostname, sizeof h->hostname, "spark-2");
+    snprintf(h->cpu_arch, sizeof h->cpu_arch, "aarch64");
+    h->cpu_cores = 20;
+    hp_gpu_report_init(g, &t, "no GPU: cudaGetDeviceCount: no CUDA-capable device is detected");
+    if (with_gpu) {
+        g->available = 1;
+        snprintf(g->facts.name, sizeof g->facts.name, "NVIDIA GB10");
+        g->facts.unified = 1;
+    }
+    json_t *hw = health_hardware_json(h, NULL, g, "cuda", "fp8");
+    free(h);
+    free(g);
+    return hw;
+}
+
+/* A two-rank run: rank 1 joined or missing, the comm check measured or failing. */
+static void make_two_rank_run(health_run *run, const health_thresholds *t, json_t *worker, double busbw) {
+    make_gpu_run(run, t);
+    run->world_size = 2;
+    run->peers[1] = worker;
+    hp_check *c = &run->service[HEALTH_CHECK_COMM];
+    hp_check_init(c, "comm_allreduce", "GB/s", t->comm_bus_bandwidth_gbs, 1);
+    if (worker) {
+        snprintf(run->transport, sizeof run->transport, "nccl");
+        hp_check_judge(c, busbw);
+    } else {
+        hp_check_fail(c, "rank 1 missing");
+    }
+}
+
+static int has_reason(const json_t *reasons, const char *text) {
+    const json_t *r;
+    size_t i;
+    json_array_foreach(reasons, i, r) if (strstr(json_string_value(r), text)) return 1;
+    return 0;
+}
+
+static void test_ranks(void) {
+    health_thresholds t;
+    health_thresholds_default(&t);
+    health_run *run = malloc(sizeof *run);
+    health_context ctx = {
+        .data_dir = "/d", .model_dir = "/m", .engine_loaded = 1, .backend = "cuda", .precision = "fp8"};
+    health_live live = {.db_ok = 1, .engine_loaded = 1};
+    json_t *worker = worker_hardware(1), *reasons;
+
+    /* both ranks joined, the link above its threshold: READY */
+    make_two_rank_run(run, &t, worker, 21.5);
+    json_t *j = health_run_to_json(run, &ctx);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "verdict")), "READY") == 0);
+    CHECK(json_integer_value(json_object_get(j, "world_size")) == 2 &&
+          json_integer_value(json_object_get(j, "ranks_joined")) == 2);
+    CHECK(strcmp(json_string_value(json_object_get(j, "transport")), "nccl") == 0);
+    json_t *r1 = json_array_get(json_object_get(j, "ranks"), 1);
+    CHECK(json_integer_value(json_object_get(r1, "rank")) == 1 &&
+          json_is_true(json_object_get(r1, "joined")));
+    CHECK(strcmp(json_string_value(json_object_get(r1, "role")), "worker") == 0);
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(r1, "host"), "hostname")), "spark-2") ==
+          0);
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(r1, "gpu"), "name")), "NVIDIA GB10") == 0);
+    CHECK(strcmp(json_string_value(json_object_get(json_object_get(r1, "engine"), "precision")), "fp8") == 0);
+    CHECK(json_object_get(r1, "checks") == NULL); /* no benchmark runs on a worker */
+    json_t *comm = json_array_get(json_object_get(j, "checks"), 0);
+    CHECK(json_number_value(json_object_get(comm, "value")) == 21.5 &&
+          strcmp(json_string_value(json_object_get(comm, "status")), "PASS") == 0);
+    json_decref(j);
+
+    /* the link below its threshold: DEGRADED, naming it */
+    make_two_rank_run(run, &t, worker, 9);
+    j = health_run_to_json(run, &ctx);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "verdict")), "DEGRADED") == 0);
+    CHECK(has_reason(json_object_get(j, "reasons"),
+                     "comm_allreduce FAIL: 9 GB/s, below the minimum of 15 GB/s"));
+    json_decref(j);
+
+    /* world size 2, only rank 0 joined: DEGRADED, rank 1 shown as missing */
+    make_two_rank_run(run, &t, NULL, 0);
+    j = health_run_to_json(run, &ctx);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "verdict")), "DEGRADED") == 0);
+    CHECK(json_integer_value(json_object_get(j, "ranks_joined")) == 1 &&
+          json_is_null(json_object_get(j, "transport")));
+    r1 = json_array_get(json_object_get(j, "ranks"), 1);
+    CHECK(json_is_false(json_object_get(r1, "joined")) && json_object_get(r1, "host") == NULL);
+    CHECK(strcmp(json_string_value(json_object_get(r1, "reason")), "rank 1 missing: not joined") == 0);
+    comm = json_array_get(json_object_get(j, "checks"), 0);
+    CHECK(strcmp(json_string_value(json_object_get(comm, "status")), "FAIL") == 0 &&
+          strcmp(json_string_value(json_object_get(comm, "reason")), "rank 1 missing") == 0);
+    reasons = json_object_get(j, "reasons");
+    CHECK(json_array_size(reasons) == 2 && has_reason(reasons, "comm_allreduce FAIL: rank 1 missing"));
+    CHECK(strcmp(json_string_value(json_array_get(reasons, 1)), "rank 1 missing") == 0);
+    /* no CPU-only or unmeasured reason for a rank that is not there */
+    CHECK(!has_reason(reasons, "rank 1 CPU-only"));
+    /* the missing rank alone does not make the service NOT_READY */
+    reasons = json_array();
+    CHECK(health_decide(j, &live, 2, reasons) == HEALTH_DEGRADED);
+    json_decref(reasons);
+    json_decref(j);
+
+    /* rank 1 joined without a GPU: DEGRADED, CPU-only */
+    json_t *cpu_worker = worker_hardware(0);
+    make_two_rank_run(run, &t, cpu_worker, 21.5);
+    j = health_run_to_json(run, &ctx);
+    CHECK(j && strcmp(json_string_value(json_object_get(j, "verdict")), "DEGRADED") == 0);
+    CHECK(has_reason(json_object_get(j, "reasons"), "rank 1 CPU-only: no GPU"));
+    json_decref(j);
+
+    /* a rank entry never lets what the worker sent overwrite who it is */
+    json_t *forged =
+        json_pack("{s:i, s:s, s:b, s:s}", "rank", 0, "role", "server", "joined", 0, "extra", "x");
+    json_t *entry = health_peer_rank_json(1, forged);
+    CHECK(entry && json_integer_value(json_object_get(entry, "rank")) == 1 &&
+          strcmp(json_string_value(json_object_get(entry, "role")), "worker") == 0 &&
+          json_is_true(json_object_get(entry, "joined")) && json_object_get(entry, "extra"));
+    json_decref(entry);
+    json_decref(forged);
+    json_decref(cpu_worker);
+    json_decref(worker);
+    free(run);
+}
+
+/* The shape of a report (health_service_report): the run's parts plus verdict, ready and run. */
+static json_t *report_of(const json_t *run) {
+    return json_pack(
+        "{s:s, s:O, s:{s:b, s:n}, s:{s:i, s:s, s:f, s:f, s:O, s:b}, s:O, s:O, s:O, s:O, s:O, s:s}", "verdict",
+        json_string_value(json_object_get(run, "verdict")), "reasons", json_object_get(run, "reasons"),
+        "ready", "ok", 1, "reason", "run", "id", 7, "trigger", "request", "started_at", 1795540000.25,
+        "seconds", 2.5, "transport", json_object_get(run, "transport"), "pending", 0, "world_size",
+        json_object_get(run, "world_size"), "ranks_joined", json_object_get(run, "ranks_joined"), "transport",
+        json_object_get(run, "transport"), "ranks", json_object_get(run, "ranks"), "checks",
+        json_object_get(run, "checks"), "version", "0.1.0");
+}
+
+/* The table and the metrics of a two-rank report, rank 1 joined and then missing. */
+static void test_renderings_ranks(void) {
+    health_thresholds t;
+    health_thresholds_default(&t);
+    health_run *run = malloc(sizeof *run);
+    health_context ctx = {
+        .data_dir = "/d", .model_dir = "/m", .engine_loaded = 1, .backend = "cuda", .precision = "fp8"};
+    json_t *worker = worker_hardware(1);
+    make_two_rank_run(run, &t, worker, 21.5);
+    json_t *j = health_run_to_json(run, &ctx), *report = report_of(j);
+    char *table = health_table_render(report);
+    CHECK(table && strstr(table, "auteur health: READY (ready: yes)"));
+    CHECK(table && strstr(table, "ranks 2 of 2 joined, comm over nccl\n"));
+    CHECK(table && strstr(table, "\nrank 1 (worker)\n  host     spark-2: aarch64"));
+    CHECK(table && strstr(table, "comm_allreduce       all  21.5 GB/s      >= 15 GB/s       PASS"));
+    free(table);
+    char *prom = health_metrics_render(report);
+    CHECK(prom && strstr(prom, "auteur_health_world_size 2\n"));
+    CHECK(prom && strstr(prom, "auteur_health_ranks_joined 2\n"));
+    CHECK(prom && strstr(prom, "auteur_health_rank_joined{rank=\"1\"} 1\n"));
+    CHECK(prom && strstr(prom, "auteur_health_comm_bus_bandwidth_gbs{transport=\"nccl\"} 21.5\n"));
+    CHECK(prom &&
+          strstr(prom,
+                 "auteur_health_check_value{check=\"comm_allreduce\",rank=\"all\",unit=\"GB/s\"} 21.5\n"));
+    free(prom);
+    json_decref(report);
+    json_decref(j);
+
+    make_two_rank_run(run, &t, NULL, 0);
+    j = health_run_to_json(run, &ctx);
+    report = report_of(j);
+    table = health_table_render(report);
+    CHECK(table && strstr(table, "auteur health: DEGRADED"));
+    CHECK(table && strstr(table, "  - comm_allreduce FAIL: rank 1 missing\n  - rank 1 missing\n"));
+    CHECK(table && strstr(table, "ranks 1 of 2 joined\n"));
+    CHECK(table && strstr(table, "\nrank 1 (worker): missing\n  rank 1 missing: not joined\n"));
+    CHECK(table &&
+          strstr(table, "comm_allreduce       all  -              >= 15 GB/s       FAIL   rank 1 missing"));
+    free(table);
+    prom = health_metrics_render(report);
+    CHECK(prom && strstr(prom, "auteur_health_ranks_joined 1\n"));
+    CHECK(prom && strstr(prom, "auteur_health_rank_joined{rank=\"0\"} 1\n"));
+    CHECK(prom && strstr(prom, "auteur_health_rank_joined{rank=\"1\"} 0\n"));
+    CHECK(prom && !strstr(prom, "auteur_health_comm_bus_bandwidth_gbs{")); /* not measured */
+    CHECK(prom &&
+          strstr(prom,
+                 "auteur_health_check_status{check=\"comm_allreduce\",rank=\"all\",status=\"FAIL\"} 1\n"));
+    free(prom);
+    json_decref(report);
+    json_decref(j);
+    json_decref(worker);
+    free(run);
+}
+
 static void test_renderings(void) {
     health_thresholds t;
     health_thresholds_default(&t);
@@ -249,12 +453,7 @@ static void test_renderings(void) {
     make_gpu_run(run, &t);
     hp_check_judge(&run->gpu.checks[HP_CHECK_GEMM_FP16], 5.0);
     json_t *j = health_run_to_json(run, &ctx);
-    /* the shape of a report: the run's parts plus verdict, ready and run */
-    json_t *report = json_pack("{s:s, s:O, s:{s:b, s:n}, s:{s:i, s:s, s:f, s:f, s:b}, s:O, s:O, s:s}",
-                               "verdict", "DEGRADED", "reasons", json_object_get(j, "reasons"), "ready", "ok",
-                               1, "reason", "run", "id", 7, "trigger", "request", "started_at", 1795540000.25,
-                               "seconds", 2.5, "pending", 0, "ranks", json_object_get(j, "ranks"), "checks",
-                               json_object_get(j, "checks"), "version", "0.1.0");
+    json_t *report = report_of(j);
     CHECK(report != NULL);
     char *table = health_table_render(report);
     CHECK(table && strstr(table, "auteur health: DEGRADED (ready: yes)"));
@@ -266,7 +465,8 @@ static void test_renderings(void) {
     CHECK(table && strstr(table, "memory_bandwidth     0    107.5 GB/s     >= 80 GB/s       PASS"));
     CHECK(table && strstr(table, "gemm_fp16            0    5 TFLOP/s      >= 10 TFLOP/s    FAIL"));
     CHECK(table &&
-          strstr(table, "nccl_allreduce       all  -              >= 0 GB/s        SKIP   single rank"));
+          strstr(table, "comm_allreduce       all  -              >= 15 GB/s       SKIP   single rank"));
+    CHECK(table && strstr(table, "ranks 1 of 1 joined\n"));
     free(table);
 
     char *prom = health_metrics_render(report);
@@ -285,8 +485,11 @@ static void test_renderings(void) {
           strstr(prom, "auteur_health_check_status{check=\"gemm_fp16\",rank=\"0\",status=\"PASS\"} 0\n"));
     CHECK(prom &&
           strstr(prom,
-                 "auteur_health_check_status{check=\"nccl_allreduce\",rank=\"all\",status=\"SKIP\"} 1\n"));
-    CHECK(prom && !strstr(prom, "auteur_health_check_value{check=\"nccl_allreduce\"")); /* not measured */
+                 "auteur_health_check_status{check=\"comm_allreduce\",rank=\"all\",status=\"SKIP\"} 1\n"));
+    CHECK(prom && !strstr(prom, "auteur_health_check_value{check=\"comm_allreduce\"")); /* not measured */
+    CHECK(prom && strstr(prom, "auteur_health_ranks_joined 1\n") &&
+          strstr(prom, "auteur_health_world_size 1\n"));
+    CHECK(prom && !strstr(prom, "auteur_health_comm_bus_bandwidth_gbs{"));
     CHECK(prom && strstr(prom, "auteur_health_last_run_timestamp_seconds 1795540000.250\n"));
     free(prom);
     json_decref(report);
@@ -384,7 +587,9 @@ int main(void) {
     test_judge();
     test_thresholds();
     test_run_json_and_verdict();
+    test_ranks();
     test_renderings();
+    test_renderings_ranks();
     test_host_probe();
     test_local_hardware();
     char cmd[512];
