@@ -120,6 +120,9 @@ typedef struct au_backend_ops {
     int (*unpatchify)(au_backend *be, au_tensor *y, const au_tensor *x, int pt, int ph, int pw, au_err *err);
     /* y [N, M] = x [M, N]^T. */
     int (*transpose)(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
+    /* x [A, B, rest...] -> y [B, A, rest...]: the first two dims exchanged, each rest block moved
+     * whole (the head shuffle of sequence parallelism). Same dtype, not f8; y must not alias x. */
+    int (*swap01)(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
     /* y = concat(a, b) along dim. */
     int (*concat)(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, int dim, au_err *err);
     /* y = x narrowed along dim to [start, start + y->shape[dim]). */
@@ -185,6 +188,7 @@ au_backend *be_arena_backend(const au_arena *a);
 #define be_patchify(be, ...) AU_BE_CALL(be, patchify, __VA_ARGS__)
 #define be_unpatchify(be, ...) AU_BE_CALL(be, unpatchify, __VA_ARGS__)
 #define be_transpose(be, ...) AU_BE_CALL(be, transpose, __VA_ARGS__)
+#define be_swap01(be, ...) AU_BE_CALL(be, swap01, __VA_ARGS__)
 #define be_concat(be, ...) AU_BE_CALL(be, concat, __VA_ARGS__)
 #define be_slice(be, ...) AU_BE_CALL(be, slice, __VA_ARGS__)
 #define be_conv3d(be, ...) AU_BE_CALL(be, conv3d, __VA_ARGS__)

@@ -306,6 +306,7 @@ static au_backend_ops make_ops(void) {
     o.patchify = cuda_patchify;
     o.unpatchify = cuda_unpatchify;
     o.transpose = cuda_transpose;
+    o.swap01 = cuda_swap01;
     o.concat = cuda_concat;
     o.slice = cuda_slice;
     o.conv3d = cuda_conv3d;

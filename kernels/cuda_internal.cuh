@@ -284,6 +284,7 @@ int cuda_fill(au_backend *be, au_tensor *y, float value, au_err *err);
 int cuda_patchify(au_backend *be, au_tensor *y, const au_tensor *x, int pt, int ph, int pw, au_err *err);
 int cuda_unpatchify(au_backend *be, au_tensor *y, const au_tensor *x, int pt, int ph, int pw, au_err *err);
 int cuda_transpose(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
+int cuda_swap01(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
 int cuda_concat(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, int dim, au_err *err);
 int cuda_slice(au_backend *be, au_tensor *y, const au_tensor *x, int dim, int64_t start, au_err *err);
 int cuda_conv3d(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, const au_tensor *b,

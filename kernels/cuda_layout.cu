@@ -1,5 +1,5 @@
 /* cuda_layout.cu - data movement ops of the CUDA backend: patchify, unpatchify, transpose,
- * concat, slice, upsample2x, time_interleave.
+ * swap01, concat, slice, upsample2x, time_interleave.
  *
  * Each is an index map y[i] = x[src(i)] run through cu_map, so the output may have another
  * dtype than the input (the DiT patchifies its f32 latent straight into the f8 input of the
@@ -8,6 +8,7 @@
  *   unpatchify: y[c, f pt + kt, h ph + kh, w pw + kw] = x[(f,h,w), (kt,kh,kw,c)]
  *   upsample2x: y[c, t, i, j] = x[c, t, i/2, j/2]
  *   time_interleave: y[c, 2t + i] = x[i C + c, t]   (x [2C, T, H, W])
+ *   swap01:     y[b, a, :] = x[a, b, :]   (x [A, B, rest...]; a plain copy kernel, same dtype, not f8)
  * Outputs must not alias inputs.
  */
 #include "cuda_internal.cuh"
@@ -136,6 +137,52 @@ int cuda_transpose(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err
         return shape_error(op, y, x, "expected x [M,N] and y [N,M]", err);
     transpose_fn f = {cu_ref_of(x), x->shape[0], x->shape[1]};
     return cu_map(cuda_of(be), f, y, op, err);
+}
+
+/* y [B, A, rest] = x [A, B, rest] in words of T (16, 4 or 2 bytes; rest counted in words):
+ * raw bits, so exact for every dtype. */
+template <class T>
+__global__ void swap01_kernel(const T *__restrict__ x, T *__restrict__ y, int64_t A, int64_t B, int64_t rest) {
+    int64_t n = A * B * rest;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i % rest, a = (i / rest) % A, b = i / (rest * A);
+        y[i] = x[(a * B + b) * rest + r];
+    }
+}
+
+template <class T> static int swap01_launch(cuda_state *cs, const au_tensor *y, const au_tensor *x, size_t block_bytes,
+                                            const char *op, au_err *err) {
+    int64_t rest = (int64_t)(block_bytes / sizeof(T)), n = x->shape[0] * x->shape[1] * rest;
+    swap01_kernel<<<cu_grid(n, 256), 256, 0, cs->stream>>>((const T *)x->data, (T *)y->data, x->shape[0],
+                                                           x->shape[1], rest);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+int cuda_swap01(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err) {
+    const char *op = "swap01";
+    TRY_RC(check_move(op, y, x, err));
+    char sx[96], sy[96];
+    if (x->dtype != y->dtype || x->dtype == AU_F8_E4M3)
+        return au_errf(err, AU_EINVAL, "%s: x %s and y %s must share one dtype other than f8", op,
+                       au_shape_str(x, sx, sizeof sx), au_shape_str(y, sy, sizeof sy));
+    int ok = x->ndim >= 2 && y->ndim == x->ndim && y->shape[0] == x->shape[1] && y->shape[1] == x->shape[0];
+    for (int i = 2; ok && i < x->ndim; i++)
+        ok = y->shape[i] == x->shape[i];
+    if (!ok)
+        return shape_error(op, y, x, "expected x [A,B,...] and y [B,A,...]", err);
+    size_t block = au_dtype_size(x->dtype);
+    for (int i = 2; i < x->ndim; i++)
+        block *= (size_t)x->shape[i];
+    if (au_numel(y) == 0)
+        return 0;
+    /* the widest word that divides a block and both addresses */
+    uintptr_t align = (uintptr_t)x->data | (uintptr_t)y->data | (uintptr_t)block;
+    if (align % 16 == 0)
+        return swap01_launch<uint4>(cuda_of(be), y, x, block, op, err);
+    if (align % 4 == 0)
+        return swap01_launch<uint32_t>(cuda_of(be), y, x, block, op, err);
+    return swap01_launch<uint16_t>(cuda_of(be), y, x, block, op, err);
 }
 
 static int64_t inner_of(const au_tensor *t, int dim) {

@@ -294,6 +294,7 @@ static const au_backend_ops cpu_ops = {
     .patchify = cpu_patchify,
     .unpatchify = cpu_unpatchify,
     .transpose = cpu_transpose,
+    .swap01 = cpu_swap01,
     .concat = cpu_concat,
     .slice = cpu_slice,
     .conv3d = cpu_conv3d,

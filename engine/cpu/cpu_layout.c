@@ -1,5 +1,5 @@
 /* cpu_layout.c - data movement ops of the CPU backend: patchify, unpatchify,
- * transpose, concat, slice, upsample2x, time_interleave.
+ * transpose, swap01, concat, slice, upsample2x, time_interleave.
  *
  * They move elements without arithmetic, so they work for any dtype but f8
  * (whose per-row scales would not follow), input and output of the same dtype.
@@ -7,6 +7,7 @@
  *   unpatchify: y[c, f pt + kt, h ph + kh, w pw + kw] = x[(f,h,w), (kt,kh,kw,c)]
  *   upsample2x: y[c, t, i, j] = x[c, t, i/2, j/2]
  *   time_interleave: y[c, 2t + i] = x[i C + c, t]   (x [2C, T, H, W])
+ *   swap01:     y[b, a, :] = x[a, b, :]   (x [A, B, rest...], each rest block contiguous)
  * Outputs must not alias inputs.
  */
 #include "cpu_internal.h"
@@ -250,6 +251,43 @@ int cpu_slice(au_backend *be, au_tensor *y, const au_tensor *x, int dim, int64_t
                    (size_t)(y->shape[dim] * inner) * esz};
     if (j.bytes)
         cpu_parallel_for(cpu_of(be), outer, block_grain(j.bytes), block_range, &j);
+    return 0;
+}
+
+/* ---- swap01: x [A, B, rest] -> y [B, A, rest], rest moved as one block ---- */
+
+typedef struct swap01_job {
+    const char *x;
+    char *y;
+    int64_t A, B;
+    size_t block; /* bytes of one rest block */
+} swap01_job;
+
+/* Blocks [begin, end) of y in its order (b, a). */
+static void swap01_range(void *ctx, int64_t begin, int64_t end, int thread) {
+    const swap01_job *j = ctx;
+    for (int64_t o = begin; o < end; o++) {
+        int64_t b = o / j->A, a = o % j->A;
+        memcpy(j->y + (size_t)o * j->block, j->x + (size_t)(a * j->B + b) * j->block, j->block);
+    }
+}
+
+int cpu_swap01(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err) {
+    const char *op = "swap01";
+    int rc;
+    if ((rc = check_move(op, y, x, err)) < 0)
+        return rc;
+    int ok = x->ndim >= 2 && y->ndim == x->ndim && y->shape[0] == x->shape[1] && y->shape[1] == x->shape[0];
+    for (int i = 2; ok && i < x->ndim; i++)
+        ok = y->shape[i] == x->shape[i];
+    if (!ok)
+        return shape_error(op, y, x, "expected x [A,B,...] and y [B,A,...]", err);
+    int64_t rest = 1;
+    for (int i = 2; i < x->ndim; i++)
+        rest *= x->shape[i];
+    swap01_job j = {x->data, y->data, x->shape[0], x->shape[1], (size_t)rest * au_dtype_size(x->dtype)};
+    if (j.block)
+        cpu_parallel_for(cpu_of(be), j.A * j.B, block_grain(j.block), swap01_range, &j);
     return 0;
 }
 

@@ -3,7 +3,7 @@
  * CPU backend: add/mul (same size and row-vector broadcast, in place), add_gated, activate,
  * lincomb (output aliasing an input), clamp, copy between every dtype pair the models use
  * (f8 quantized per row, f8 rows of a larger tensor), fill (f8 included), and patchify,
- * unpatchify, transpose, concat, slice, upsample2x, time_interleave, including dtype
+ * unpatchify, transpose, swap01, concat, slice, upsample2x, time_interleave, including dtype
  * changes (the DiT patchifies its f32 latent into the f8 gemm input). Data movement must
  * be exact: tolerance 1e-6 against the reference rounded to the output dtype.
  */
@@ -180,6 +180,33 @@ static void test_layout(tctx *T) {
         CHECK(be_transpose(T->gpu, &y.g, &x.g, &err) == 0, "%s", err.msg);
         MUST(be_transpose(T->cpu, &y.c, &x.c, err));
         compare(T, "transpose bf16 37x29", &y, EXACT);
+    }
+    /* swap01 (the Ulysses head shuffle): rest blocks of 1, 5, 6 and 64 elements take the 2-, 4- and
+     * 16-byte copy paths */
+    {
+        static const struct { int nd; int64_t s[4]; au_dtype dt; } sw[5] = {
+            {2, {13, 11}, AU_F32}, {3, {37, 3, 5}, AU_BF16}, {4, {5, 7, 2, 3}, AU_F32},
+            {3, {9, 2, 64}, AU_BF16}, {3, {3, 17, 96}, AU_F16}};
+        for (int i = 0; i < 5; i++) {
+            int64_t ys[4] = {sw[i].s[1], sw[i].s[0], sw[i].s[2], sw[i].s[3]};
+            pair x = in_pair(T, sw[i].dt, sw[i].nd, sw[i].s, 2.0f), y = out_pair(T, sw[i].dt, sw[i].nd, ys);
+            au_err err = {0};
+            CHECK(be_swap01(T->gpu, &y.g, &x.g, &err) == 0, "%s", err.msg);
+            MUST(be_swap01(T->cpu, &y.c, &x.c, err));
+            snprintf(what, sizeof what, "swap01 %s [%lld,%lld,...] (%dd)", au_dtype_name(sw[i].dt),
+                     (long long)sw[i].s[0], (long long)sw[i].s[1], sw[i].nd);
+            compare(T, what, &y, EXACT);
+        }
+        au_err err = {0};
+        pair x = in_pair(T, AU_BF16, SHAPE(4, 4, 8), 1.0f);
+        int rc = be_swap01(T->gpu, &x.g, &x.g, &err);
+        CHECK(rc == AU_EINVAL && strstr(err.msg, "alias"), "swap01 in place: rc %d, %s", rc, err.msg);
+        pair f8x = in_pair(T, AU_F8_E4M3, SHAPE(3, 2, 16), 1.0f), f8y = out_pair(T, AU_F8_E4M3, SHAPE(2, 3, 16));
+        rc = be_swap01(T->gpu, &f8y.g, &f8x.g, &err);
+        CHECK(rc == AU_EINVAL && strstr(err.msg, "f8"), "swap01 of f8: rc %d, %s", rc, err.msg);
+        pair wrong = out_pair(T, AU_BF16, SHAPE(4, 8, 4));
+        rc = be_swap01(T->gpu, &wrong.g, &x.g, &err);
+        CHECK(rc == AU_EINVAL && strstr(err.msg, "swap01"), "swap01 to a wrong shape: rc %d, %s", rc, err.msg);
     }
     for (int dim = 0; dim < 4; dim++) {
         int64_t sa[4] = {4, 2, 3, 5}, sb[4] = {4, 2, 3, 5}, sy[4] = {4, 2, 3, 5};

@@ -4,7 +4,7 @@
  * w/b/shift/scale combination), rmsnorm, rmsnorm_channels, rope, add/mul with
  * row broadcast, add_gated, activate, lincomb, clamp, copy with dtype
  * conversion (f8 quantization included), fill, patchify/unpatchify, transpose,
- * concat, slice, upsample2x, time_interleave; in-place (aliased) use where
+ * swap01, concat, slice, upsample2x, time_interleave; in-place (aliased) use where
  * backend.h allows it; and argument errors. Shapes include 1, 3, 17, 129.
  * (linear/attention: test_cpu_linear.c; conv3d: test_cpu_conv.c.)
  */
@@ -461,6 +461,43 @@ static void test_layout(void) {
             bad += ((uint16_t *)at.data)[j * 37 + i] != ((uint16_t *)a.data)[i * 53 + j];
     CHECK(bad == 0, "transpose");
     CHECK(be_transpose(be, &a, &a, &err) == AU_EINVAL, "transpose aliasing / shape refused");
+
+    /* swap01: odd sizes, rest of 0, 1 and 2 dims, outputs poisoned first */
+    {
+        static const int64_t shapes[3][4] = {{7, 9, 0, 0}, {3, 5, 7, 0}, {5, 3, 2, 3}};
+        static const au_dtype dts[3] = {AU_F32, AU_BF16, AU_F32};
+        for (int s = 0; s < 3; s++) {
+            int nd = shapes[s][2] == 0 ? 2 : (shapes[s][3] == 0 ? 3 : 4);
+            int64_t ys[4] = {shapes[s][1], shapes[s][0], shapes[s][2], shapes[s][3]};
+            au_tensor sx = mk(dts[s], nd, shapes[s]), sy = mk(dts[s], nd, ys);
+            int64_t n = au_numel(&sx), A = shapes[s][0], B = shapes[s][1], rest = n / (A * B);
+            size_t esz = au_dtype_size(dts[s]);
+            for (int64_t i = 0; i < n; i++) /* distinct bit patterns */
+                memcpy((char *)sx.data + i * esz, &(uint32_t){(uint32_t)(i * 2654435761u + 1)}, esz);
+            memset(sy.data, 0xff, au_nbytes(&sy));
+            CHECK_OK(be_swap01(be, &sy, &sx, &err));
+            bad = 0;
+            for (int64_t a = 0; a < A; a++)
+                for (int64_t b = 0; b < B; b++)
+                    bad += memcmp((char *)sy.data + (size_t)((b * A + a) * rest) * esz,
+                                  (char *)sx.data + (size_t)((a * B + b) * rest) * esz,
+                                  (size_t)rest * esz) != 0;
+            CHECK(bad == 0, "swap01 %s %dd: %d blocks misplaced", au_dtype_name(dts[s]), nd, bad);
+        }
+        au_tensor sx = MK(AU_F32, 3, 5, 7), wrong = MK(AU_F32, 5, 3, 6);
+        CHECK(be_swap01(be, &wrong, &sx, &err) == AU_EINVAL && strstr(err.msg, "swap01"), "swap01 shape: %s",
+              err.msg);
+        au_tensor sq = MK(AU_F32, 4, 4, 2), sq2 = sq;
+        CHECK(be_swap01(be, &sq2, &sq, &err) == AU_EINVAL && strstr(err.msg, "alias"), "swap01 in place: %s",
+              err.msg);
+        au_tensor f8x = MK(AU_F8_E4M3, 3, 5, 7), f8y = MK(AU_F8_E4M3, 5, 3, 7);
+        CHECK(be_swap01(be, &f8y, &f8x, &err) == AU_EINVAL && strstr(err.msg, "f8"), "swap01 f8: %s",
+              err.msg);
+        au_tensor by = MK(AU_BF16, 5, 3, 7);
+        CHECK(be_swap01(be, &by, &sx, &err) == AU_EINVAL, "swap01 dtype change refused");
+        au_tensor one = MK(AU_F32, 6), one_y = MK(AU_F32, 6);
+        CHECK(be_swap01(be, &one_y, &one, &err) == AU_EINVAL, "swap01 of a 1-D tensor refused");
+    }
 
     /* concat and slice along each dim of a 3-D tensor, slice back */
     for (int dim = 0; dim < 3; dim++) {
