@@ -18,6 +18,18 @@
  * Dtypes: tensors that only feed a linear are allocated in be->gemm_in_dtype, other
  * activations in be->act_dtype; the residual stream, time embedding, modulation and
  * head stay float32 (the official code runs those under float32 autocast).
+ *
+ * Sequence parallelism (Ulysses, dit_forward_sp on P ranks): rank r keeps the rows
+ * [r n, (r+1) n) of every token tensor, n = N/P, from the patch embedding to the head.
+ * Only self-attention needs other rows; it trades tokens for heads around the attention:
+ *   q [n, D] = [n, P, D/P] --swap01--> [P, n, D/P] --all_to_all--> [N, D/P]   (q, k, v)
+ *   attention over all N tokens with this rank's H/P heads -> o [N, D/P]
+ *   o [P, n, D/P] --all_to_all--> [P, n, D/P] --swap01--> [n, P, D/P] = [n, D]
+ * (head group j = columns j D/P .. (j+1) D/P - 1, so block j of the swapped q is what
+ * rank j needs). The attention output is exchanged in act_dtype and only then made the
+ * gemm input of self_attn.o, so an f8 input's per-row scale covers the whole row.
+ * Cross-attention, the FFN and the head are per row; the head rows are gathered at the
+ * end and every rank unpatchifies the whole output.
  */
 #include "wan_dit.h"
 
@@ -26,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm.h"
 #include "rope.h"
 #include "weights.h"
 
@@ -73,24 +86,34 @@ struct dit_text {
     au_tensor kv[];        /* 2 per block: K [text_len, D] (RMS-normed), V [text_len, D] */
 };
 
-/* Activations of one forward, all taken from the act arena before any op runs. */
+/* Activations of one forward, all taken from the act arena before any op runs.
+ * N is every token, n this rank's rows (N/P; n = N on one rank). */
 typedef struct dit_plan {
+    au_comm *comm;     /* NULL on one rank */
+    int world;         /* P */
     au_tensor sinus;   /* [1, freq_dim] float32 time sinusoid */
     au_tensor e_hid;   /* [1, D] float32 */
     au_tensor e;       /* [1, D] float32 time embedding (head modulation) */
     au_tensor e_silu;  /* [1, D] float32 */
     au_tensor e0;      /* [6, D] float32 block modulation offsets */
-    au_tensor patches; /* [N, in_dim*pt*ph*pw] gemm_in */
-    au_tensor x;       /* [N, D] float32 residual stream */
+    au_tensor patches; /* [N, in_dim*pt*ph*pw] gemm_in (all tokens: patchify takes the whole grid) */
+    au_tensor rope;    /* [n, hd/2, 2] float32: this rank's rows of the RoPE table (a view) */
+    au_tensor x;       /* [n, D] float32 residual stream */
     au_tensor mod;     /* [6, D] float32 block modulation */
-    au_tensor h;       /* [N, D] gemm_in: normalised input of q/k/v or ffn0 */
-    au_tensor q, k, v; /* [N, D] act */
-    au_tensor attn;    /* [N, D] gemm_in: attention output, input of o */
-    au_tensor y;       /* [N, D] act: a branch output before it joins x */
-    au_tensor ffn;     /* [N, ffn_dim] gemm_in */
+    au_tensor h;       /* [n, D] gemm_in: normalised input of q/k/v or ffn0 */
+    au_tensor q, k, v; /* [n, D] act */
+    au_tensor attn;    /* [n, D] gemm_in: attention output, input of o */
+    au_tensor y;       /* [n, D] act: a branch output before it joins x */
+    au_tensor ffn;     /* [n, ffn_dim] gemm_in */
     au_tensor head_mod; /* [2, D] float32 */
-    au_tensor head_in;  /* [N, D] float32 */
-    au_tensor head_out; /* [N, out_dim*pt*ph*pw] float32 */
+    au_tensor head_in;  /* [n, D] float32 */
+    au_tensor head_out; /* [n, out_dim*pt*ph*pw] float32 */
+    /* P > 1 only */
+    au_tensor heads_xchg;            /* [P, n, D/P] act: swapped q/k/v going out, o coming back */
+    au_tensor q_all, k_all, v_all;   /* [N, D/P] act: all tokens of this rank's heads */
+    au_tensor o_all;                 /* [N, D/P] act: their attention output */
+    au_tensor attn_act;              /* [n, D] act: o back in token rows, when gemm_in is another dtype */
+    au_tensor head_all;              /* [N, out_dim*pt*ph*pw] float32: every rank's head rows */
 } dit_plan;
 
 /* Run expr; on failure prefix the error with what and jump to fail. */
@@ -415,8 +438,10 @@ fail:
     return rc < 0 ? au_err_prefix(err, "dit rope") : 0;
 }
 
-/* Take every activation of a forward over n_tok tokens from act. */
-static int dit_plan_alloc(const wan_dit *d, au_arena *act, int64_t n_tok, dit_plan *p, au_err *err) {
+/* Take every activation of a forward over n_tok tokens, n_loc of them on this rank of
+ * world, from act. */
+static int dit_plan_alloc(const wan_dit *d, au_arena *act, int64_t n_tok, int64_t n_loc, int world,
+                          dit_plan *p, au_err *err) {
     const au_backend *be = d->be;
     const dit_config *c = &d->cfg;
     const int64_t D = c->dim, pv = (int64_t)c->patch[0] * c->patch[1] * c->patch[2];
@@ -428,20 +453,33 @@ static int dit_plan_alloc(const wan_dit *d, au_arena *act, int64_t n_tok, dit_pl
     AU_TRY(dit_tensor2(act, AU_F32, 1, D, &p->e_silu, err));
     AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->e0, err));
     AU_TRY(dit_tensor2(act, gin, n_tok, c->in_dim * pv, &p->patches, err));
-    AU_TRY(dit_tensor2(act, AU_F32, n_tok, D, &p->x, err));
+    AU_TRY(dit_tensor2(act, AU_F32, n_loc, D, &p->x, err));
     AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->mod, err));
-    AU_TRY(dit_tensor2(act, gin, n_tok, D, &p->h, err));
-    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->q, err));
-    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->k, err));
-    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->v, err));
-    AU_TRY(dit_tensor2(act, gin, n_tok, D, &p->attn, err));
-    AU_TRY(dit_tensor2(act, av, n_tok, D, &p->y, err));
-    AU_TRY(dit_tensor2(act, gin, n_tok, c->ffn_dim, &p->ffn, err));
+    AU_TRY(dit_tensor2(act, gin, n_loc, D, &p->h, err));
+    AU_TRY(dit_tensor2(act, av, n_loc, D, &p->q, err));
+    AU_TRY(dit_tensor2(act, av, n_loc, D, &p->k, err));
+    AU_TRY(dit_tensor2(act, av, n_loc, D, &p->v, err));
+    AU_TRY(dit_tensor2(act, gin, n_loc, D, &p->attn, err));
+    AU_TRY(dit_tensor2(act, av, n_loc, D, &p->y, err));
+    AU_TRY(dit_tensor2(act, gin, n_loc, c->ffn_dim, &p->ffn, err));
     AU_TRY(dit_tensor2(act, AU_F32, 2, D, &p->head_mod, err));
-    AU_TRY(dit_tensor2(act, AU_F32, n_tok, D, &p->head_in, err));
-    AU_TRY(dit_tensor2(act, AU_F32, n_tok, c->out_dim * pv, &p->head_out, err));
+    AU_TRY(dit_tensor2(act, AU_F32, n_loc, D, &p->head_in, err));
+    AU_TRY(dit_tensor2(act, AU_F32, n_loc, c->out_dim * pv, &p->head_out, err));
+    if (world > 1) {
+        const int64_t xchg[3] = {world, n_loc, D / world};
+        AU_TRY(be_arena_tensor(act, av, 3, xchg, &p->heads_xchg, err));
+        AU_TRY(dit_tensor2(act, av, n_tok, D / world, &p->q_all, err));
+        AU_TRY(dit_tensor2(act, av, n_tok, D / world, &p->k_all, err));
+        AU_TRY(dit_tensor2(act, av, n_tok, D / world, &p->v_all, err));
+        AU_TRY(dit_tensor2(act, av, n_tok, D / world, &p->o_all, err));
+        if (gin != av)
+            AU_TRY(dit_tensor2(act, av, n_loc, D, &p->attn_act, err));
+        AU_TRY(dit_tensor2(act, AU_F32, n_tok, c->out_dim * pv, &p->head_all, err));
+    }
 fail:
-    return rc < 0 ? au_err_prefix(err, "activations for %lld tokens", (long long)n_tok) : 0;
+    if (rc < 0)
+        au_err_prefix(err, "activations for %lld of %lld tokens", (long long)n_loc, (long long)n_tok);
+    return rc;
 }
 
 /* p->e [1, D] and p->e0 [6, D], float32, from timestep t. */
@@ -464,14 +502,56 @@ fail:
     return rc;
 }
 
-/* x = Linear_patch(patchify(latent)), into the float32 residual p->x. */
-static int dit_patch_embed(wan_dit *d, const au_tensor *latent, dit_plan *p, au_err *err) {
+/* x = Linear_patch(patchify(latent)) for this rank's rows (from row0), into the float32
+ * residual p->x. */
+static int dit_patch_embed(wan_dit *d, const au_tensor *latent, int64_t row0, dit_plan *p, au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
     int rc = 0;
     DIT_TRY(be_patchify(be, &p->patches, latent, c->patch[0], c->patch[1], c->patch[2], err), "patchify");
-    DIT_TRY(be_linear(be, &p->y, &p->patches, &d->patch.w, &d->patch.b, AU_ACT_NONE, err), "patch_embedding");
+    au_tensor rows = au_view_rows(&p->patches, row0, p->x.shape[0]);
+    DIT_TRY(be_linear(be, &p->y, &rows, &d->patch.w, &d->patch.b, AU_ACT_NONE, err), "patch_embedding");
     DIT_TRY(be_copy(be, &p->x, &p->y, err), "patch_embedding: to residual");
+fail:
+    return rc;
+}
+
+/* p->attn = self-attention of p->q, p->k, p->v (RoPE applied) over every token: directly on
+ * one rank, through the head exchange of the file comment on several. */
+static int dit_self_attention(wan_dit *d, dit_plan *p, au_err *err) {
+    au_backend *be = d->be;
+    const dit_config *c = &d->cfg;
+    const float scale = 1.0f / sqrtf((float)(c->dim / c->num_heads));
+    int rc = 0;
+    if (p->world == 1) {
+        DIT_TRY(be_attention(be, &p->attn, &p->q, &p->k, &p->v, c->num_heads, scale, NULL, err), "self_attn");
+        return 0;
+    }
+    const int P = p->world;
+    const int64_t n = p->q.shape[0], cols = c->dim / P;
+    const int64_t split[3] = {n, P, cols}, blocks[3] = {P, n, cols};
+    au_tensor *const mine[3] = {&p->q, &p->k, &p->v}, *const all[3] = {&p->q_all, &p->k_all, &p->v_all};
+    static const char *const names[3] = {"q", "k", "v"};
+    au_tensor src, dst;
+    for (int i = 0; i < 3; i++) {
+        /* the ops run in order on the backend (and the NCCL stream), so heads_xchg is free again */
+        if (au_reshape(mine[i], 3, split, &src) < 0 || au_reshape(all[i], 3, blocks, &dst) < 0)
+            return au_errf(err, AU_EINTERNAL, "self_attn: %s views", names[i]);
+        DIT_TRY(be_swap01(be, &p->heads_xchg, &src, err), "self_attn: %s to head groups", names[i]);
+        DIT_TRY(comm_all_to_all(p->comm, &dst, &p->heads_xchg, err), "self_attn: all_to_all %s", names[i]);
+    }
+    DIT_TRY(be_attention(be, &p->o_all, &p->q_all, &p->k_all, &p->v_all, c->num_heads / P, scale, NULL, err),
+            "self_attn");
+    if (au_reshape(&p->o_all, 3, blocks, &src) < 0)
+        return au_errf(err, AU_EINTERNAL, "self_attn: o view");
+    DIT_TRY(comm_all_to_all(p->comm, &p->heads_xchg, &src, err), "self_attn: all_to_all o");
+    /* back to token rows, then (f8 gemm input) quantized per whole row */
+    au_tensor *rows = p->attn.dtype == p->o_all.dtype ? &p->attn : &p->attn_act;
+    if (au_reshape(rows, 3, split, &dst) < 0)
+        return au_errf(err, AU_EINTERNAL, "self_attn: row view");
+    DIT_TRY(be_swap01(be, &dst, &p->heads_xchg, err), "self_attn: o to token rows");
+    if (rows != &p->attn)
+        DIT_TRY(be_copy(be, &p->attn, rows, err), "self_attn: o to the gemm input");
 fail:
     return rc;
 }
@@ -494,12 +574,12 @@ static int dit_block_forward(wan_dit *d, const dit_block *b, dit_plan *p, const 
     DIT_TRY(be_layernorm(be, &p->h, &p->x, NULL, NULL, &m[0], &m[1], eps, err), "norm1");
     DIT_TRY(be_linear(be, &p->q, &p->h, &b->sa_q.w, &b->sa_q.b, AU_ACT_NONE, err), "self_attn.q");
     DIT_TRY(be_rmsnorm(be, &p->q, &p->q, &b->sa_norm_q, eps, err), "self_attn.norm_q");
-    DIT_TRY(be_rope(be, &p->q, &d->rope, heads, err), "self_attn rope q");
+    DIT_TRY(be_rope(be, &p->q, &p->rope, heads, err), "self_attn rope q");
     DIT_TRY(be_linear(be, &p->k, &p->h, &b->sa_k.w, &b->sa_k.b, AU_ACT_NONE, err), "self_attn.k");
     DIT_TRY(be_rmsnorm(be, &p->k, &p->k, &b->sa_norm_k, eps, err), "self_attn.norm_k");
-    DIT_TRY(be_rope(be, &p->k, &d->rope, heads, err), "self_attn rope k");
+    DIT_TRY(be_rope(be, &p->k, &p->rope, heads, err), "self_attn rope k");
     DIT_TRY(be_linear(be, &p->v, &p->h, &b->sa_v.w, &b->sa_v.b, AU_ACT_NONE, err), "self_attn.v");
-    DIT_TRY(be_attention(be, &p->attn, &p->q, &p->k, &p->v, heads, scale, NULL, err), "self_attn");
+    AU_TRY(dit_self_attention(d, p, err));
     DIT_TRY(be_linear(be, &p->y, &p->attn, &b->sa_o.w, &b->sa_o.b, AU_ACT_NONE, err), "self_attn.o");
     DIT_TRY(be_add_gated(be, &p->x, &p->y, &m[2], err), "self_attn residual");
 
@@ -520,7 +600,8 @@ fail:
     return rc;
 }
 
-/* out = unpatchify(W_head (LN(x)(1 + n1) + n0)), n = head.modulation + e, all float32. */
+/* out = unpatchify(W_head (LN(x)(1 + n1) + n0)), n = head.modulation + e, all float32;
+ * on several ranks the head rows of all of them are gathered first. */
 static int dit_head_forward(wan_dit *d, dit_plan *p, au_tensor *out, au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
@@ -530,7 +611,12 @@ static int dit_head_forward(wan_dit *d, dit_plan *p, au_tensor *out, au_err *err
     au_tensor n0 = dit_row(&p->head_mod, 0), n1 = dit_row(&p->head_mod, 1);
     DIT_TRY(be_layernorm(be, &p->head_in, &p->x, NULL, NULL, &n0, &n1, c->eps, err), "head.norm");
     DIT_TRY(be_linear(be, &p->head_out, &p->head_in, &d->head.w, &d->head.b, AU_ACT_NONE, err), "head.head");
-    DIT_TRY(be_unpatchify(be, out, &p->head_out, c->patch[0], c->patch[1], c->patch[2], err), "unpatchify");
+    const au_tensor *rows = &p->head_out;
+    if (p->world > 1) {
+        DIT_TRY(comm_all_gather(p->comm, &p->head_all, &p->head_out, err), "head: all_gather");
+        rows = &p->head_all;
+    }
+    DIT_TRY(be_unpatchify(be, out, rows, c->patch[0], c->patch[1], c->patch[2], err), "unpatchify");
 fail:
     return rc;
 }
@@ -560,8 +646,23 @@ static int dit_check_io(const wan_dit *d, const au_arena *act, const au_tensor *
     return 0;
 }
 
-int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text, au_tensor *out,
-                au_err *err) {
+/* The token and head split over the ranks of comm (NULL: one rank). */
+static int dit_check_split(const wan_dit *d, const au_comm *comm, int64_t n_tok, au_err *err) {
+    if (!comm)
+        return 0;
+    const int P = comm->world;
+    if (P < 1 || comm->rank < 0 || comm->rank >= P)
+        return au_errf(err, AU_EINVAL, "dit: rank %d of world %d", comm->rank, P);
+    if (comm->be != d->be)
+        return au_errf(err, AU_EINVAL, "dit: the comm works on another backend than the model");
+    if (n_tok % P != 0 || d->cfg.num_heads % P != 0)
+        return au_errf(err, AU_EINVAL, "dit: %lld tokens and %d heads must both be divisible by %d ranks",
+                       (long long)n_tok, d->cfg.num_heads, P);
+    return 0;
+}
+
+int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
+                   au_comm *comm, au_tensor *out, au_err *err) {
     const dit_config *c = &d->cfg;
     int rc = dit_check_io(d, act, x, text, out, err);
     if (rc < 0)
@@ -569,19 +670,27 @@ int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const di
     const int grid[3] = {(int)(x->shape[1] / c->patch[0]), (int)(x->shape[2] / c->patch[1]),
                          (int)(x->shape[3] / c->patch[2])};
     const int64_t n_tok = (int64_t)grid[0] * grid[1] * grid[2];
+    if ((rc = dit_check_split(d, comm, n_tok, err)) < 0)
+        return rc;
+    const int world = comm ? comm->world : 1;
+    const int64_t n_loc = n_tok / world, row0 = (comm ? comm->rank : 0) * n_loc;
     dit_plan p;
+    memset(&p, 0, sizeof p);
+    p.comm = comm;
+    p.world = world;
     /* Plan first. If the arena had to grow, plan again after a reset, which merges
      * its chunks into one: the next forward of these shapes then allocates nothing. */
     be_arena_reset(act);
     uint64_t chunks = be_arena_chunk_allocs(act);
-    AU_TRY(dit_plan_alloc(d, act, n_tok, &p, err));
+    AU_TRY(dit_plan_alloc(d, act, n_tok, n_loc, world, &p, err));
     if (be_arena_chunk_allocs(act) != chunks) {
         be_arena_reset(act);
-        AU_TRY(dit_plan_alloc(d, act, n_tok, &p, err));
+        AU_TRY(dit_plan_alloc(d, act, n_tok, n_loc, world, &p, err));
     }
     AU_TRY(dit_rope_ensure(d, grid, err));
+    p.rope = au_view_rows(&d->rope, row0, n_loc);
     AU_TRY(dit_time_embed(d, &p, t, err));
-    AU_TRY(dit_patch_embed(d, x, &p, err));
+    AU_TRY(dit_patch_embed(d, x, row0, &p, err));
     for (int i = 0; i < c->num_layers; i++) {
         rc = dit_block_forward(d, &d->blocks[i], &p, &text->kv[2 * i], &text->kv[2 * i + 1], err);
         if (rc < 0) {
@@ -593,4 +702,9 @@ int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const di
     return 0;
 fail:
     return au_err_prefix(err, "dit forward");
+}
+
+int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text, au_tensor *out,
+                au_err *err) {
+    return dit_forward_sp(d, act, x, t, text, NULL, out, err);
 }

@@ -62,6 +62,17 @@ void dit_text_free(dit_text *text);
 int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
                 au_tensor *out, au_err *err);
 
+/* dit_forward as one rank of a sequence-parallel group (Ulysses; comm.h): every rank of
+ * comm calls it with the same whole latent x, t and equal text conditioning, computes the
+ * rows [rank N/P, (rank+1) N/P) of the N tokens (self-attention over all of them through two
+ * all-to-alls per block, on num_heads/P heads each) and receives the whole out. N and
+ * num_heads must be divisible by P (AU_EINVAL otherwise); act is sized for the slice.
+ * Collective ops may still run when it returns (NCCL): comm_wait before out is read on the
+ * host. comm NULL is dit_forward. */
+typedef struct au_comm au_comm;
+int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
+                   au_comm *comm, au_tensor *out, au_err *err);
+
 /* The sinusoidal embedding of timestep t: dim/2 cosines then dim/2 sines of
  * t * 10000^(-i/(dim/2)), computed in float64 and stored as float32 into emb [dim]. */
 void dit_time_sinusoid(float *emb, int dim, double t);
