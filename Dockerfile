@@ -42,6 +42,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DAUTEUR_CUDA=ON -DAUTEUR_NCC
     && { ldd build/auteur | grep 'libnccl\.so' || { echo "the auteur binary does not link NCCL" >&2; exit 1; }; }
 
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-${UBUNTU}
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # The libraries auteur links, RDMA verbs with the ConnectX (mlx5) provider for NCCL, iproute2 for
 # launch.sh's address check, curl for the health check.
 # hadolint ignore=DL3008
@@ -53,6 +54,8 @@ RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-ins
     && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/auteur --shell /usr/sbin/nologin auteur \
     && mkdir -p /var/lib/auteur && chown auteur:auteur /var/lib/auteur && chmod 0750 /var/lib/auteur
 COPY --from=build /src/build/auteur /usr/local/bin/auteur
+# Every library the binary links (NCCL, cuBLAS, FFmpeg's sonames...) must be in this image.
+RUN if ldd /usr/local/bin/auteur | grep 'not found'; then echo "auteur misses libraries in the run image" >&2; exit 1; fi
 COPY --chmod=0755 deploy/launch.sh /usr/local/lib/auteur/launch.sh
 COPY models/auteur-tiny /opt/auteur/models/auteur-tiny
 ENV AUTEUR_HOST=0.0.0.0 AUTEUR_PORT=8080 AUTEUR_DATA_DIR=/var/lib/auteur LAUNCH_AUTEUR=/usr/local/bin/auteur
