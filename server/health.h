@@ -214,13 +214,13 @@ typedef struct health_service health_service;
  * GPU benchmarks wait while it returns 1. */
 typedef int (*health_busy_fn)(void *user, char *why, size_t cap);
 
-/* The ranks of a multi-rank service as the health runner sees them: server/cluster.h for
- * `auteur serve` (wired in serve.c); tests pass their own. Each may be called from the runner
+/* The ranks of a multi-rank service as the health runner sees them: cluster_health_ops
+ * (server/cluster.h) for `auteur serve`; tests pass their own. Each may be called from the runner
  * and from report threads at once. */
 typedef struct health_cluster_ops {
     int (*world_size)(void *cl);        /* ranks configured, rank 0 included */
     int (*joined)(void *cl);            /* ranks joined now, rank 0 included */
-    const char *(*comm_name)(void *cl); /* "nccl", "tcp" (static); NULL while no comm exists */
+    const char *(*comm_name)(void *cl); /* "nccl", "tcp" (static); NULL or "" while no comm */
     /* The hardware JSON rank sent when it joined (a new reference), NULL when it is not joined. */
     json_t *(*rank_report)(void *cl, int rank);
     /* All-reduce of `bytes` iters times between the joined ranks: bus bandwidth and seconds. */

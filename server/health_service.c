@@ -153,6 +153,8 @@ static void check_comm(health_service *s, health_run *run, hp_check *c) {
         return;
     }
     const char *name = s->o.cluster_ops->comm_name(s->o.cluster);
+    if (name && !name[0])
+        name = NULL;
     snprintf(run->transport, sizeof run->transport, "%s", name ? name : "");
     snprintf(c->detail, sizeof c->detail, "%s all-reduce of %zu MiB, %d times in %.3g s, %d ranks",
              name ? name : "no comm", HEALTH_COMM_BENCH_BYTES >> 20, HEALTH_COMM_BENCH_ITERS, seconds,
@@ -449,14 +451,14 @@ json_t *health_service_report(health_service *s, const health_live *live) {
     static const char *const run_keys[] = {"trigger", "started_at", "finished_at", "seconds", "transport"};
     for (size_t i = 0; run && last && i < sizeof run_keys / sizeof run_keys[0]; i++)
         json_object_set(run, run_keys[i], json_object_get(last, run_keys[i]));
-    json_t *o =
-        json_pack("{s:s, s:o, s:{s:b, s:o}, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "verdict",
-                  health_verdict_name(v), "reasons", reasons, "ready", "ok", not_ready == NULL, "reason",
-                  not_ready ? json_string(not_ready) : json_null(), "thresholds",
-                  health_thresholds_json(&s->o.thresholds), "run", run, "world_size", s->world_size,
-                  "ranks_joined", joined, "transport", transport ? json_string(transport) : json_null(),
-                  "ranks", last ? json_incref(json_object_get(last, "ranks")) : json_array(), "checks",
-                  last ? json_incref(json_object_get(last, "checks")) : json_array());
+    json_t *o = json_pack("{s:s, s:o, s:{s:b, s:o}, s:o, s:o, s:i, s:i, s:o, s:o, s:o}", "verdict",
+                          health_verdict_name(v), "reasons", reasons, "ready", "ok", not_ready == NULL,
+                          "reason", not_ready ? json_string(not_ready) : json_null(), "thresholds",
+                          health_thresholds_json(&s->o.thresholds), "run", run, "world_size", s->world_size,
+                          "ranks_joined", joined, "transport",
+                          transport && transport[0] ? json_string(transport) : json_null(), "ranks",
+                          last ? json_incref(json_object_get(last, "ranks")) : json_array(), "checks",
+                          last ? json_incref(json_object_get(last, "checks")) : json_array());
     json_decref(last);
     return o;
 }
