@@ -1,42 +1,26 @@
-/* pipeline.c - the text-to-video job, stage by stage (see pipeline.h).
+/* pipeline.c - opening a model for the text-to-video job (see pipeline.h): the backend,
+ * the three models and the job arenas, and the parameter rules. The job itself (text,
+ * noise, denoising on one or several ranks, decoding) is in pipeline_ranked.c.
  *
  * Memory: the models own their weight arenas. Per job, `job` holds what lives for
  * the whole job (text contexts, latent, velocities, sampler history) and is reset
  * when the next job starts; `t5_act`, `dit_act` and `vae_act` hold one stage's
  * activations and are reset by the stage itself. After the first job of a given
  * size the denoising loop makes no allocation (be_arena_chunk_allocs).
- *
- * Frames: the VAE output in [-1, 1] becomes uint8 as the official code does,
- * (x + 1) / 2 * 255 truncated.
  */
 #include "pipeline.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 #include "backend.h"
-#include "model.h"
-#include "philox.h"
-#include "safetensors.h"
+#include "pipeline_internal.h"
 #include "sampler.h"
-#include "tokenizer.h"
 #ifdef AU_HAVE_CUDA
 #include "kernels/cuda_backend.h"
 #endif
-
-struct au_pipeline {
-    au_manifest man;
-    au_backend *be;
-    st_set *st_t5, *st_dit, *st_vae;
-    au_tokenizer *tok;
-    umt5 *t5;
-    wan_dit *dit;
-    wan_vae *vae;
-    au_arena *job, *t5_act, *dit_act, *vae_act;
-};
 
 void pipeline_params_init(au_gen_params *params) {
     memset(params, 0, sizeof *params);
@@ -223,169 +207,8 @@ int pipeline_resolve_params(const au_pipeline *p, au_gen_params *q, au_err *err)
     return 0;
 }
 
-/* Tokenize and encode one prompt; *ctx is [n_tokens, text_dim] in the job arena. */
-static int encode_text(au_pipeline *p, const char *text, au_tensor *ctx, au_err *err) {
-    int text_len = p->man.dit.text_len;
-    int32_t *ids = malloc(sizeof *ids * (size_t)text_len);
-    if (!ids)
-        return au_errf(err, AU_ENOMEM, "out of memory");
-    int n_tokens = 0, rc;
-    if ((rc = tok_encode(p->tok, text, ids, text_len, &n_tokens, err)) < 0)
-        goto done;
-    int64_t shape[2] = {n_tokens, p->man.t5.dim};
-    if ((rc = be_arena_tensor(p->job, p->be->act_dtype, 2, shape, ctx, err)) < 0)
-        goto done;
-    rc = umt5_encode(p->t5, p->t5_act, ids, n_tokens, ctx, err);
-done:
-    free(ids);
-    return rc;
-}
-
-/* The initial latent: Philox normals from the seed, or the "noise" tensor of a file. */
-static int make_noise(au_pipeline *p, const au_gen_params *q, au_tensor *x, au_err *err) {
-    size_t n = (size_t)au_numel(x);
-    float *host = malloc(n * sizeof *host);
-    if (!host)
-        return au_errf(err, AU_ENOMEM, "out of memory for %zu noise values", n);
-    int rc = 0;
-    if (!q->noise_path) {
-        philox_normal_f32((uint64_t)q->seed, 0, host, n);
-    } else {
-        st_set *st = NULL;
-        if ((rc = st_open(&st, q->noise_path, err)) < 0)
-            goto done;
-        const au_tensor *t = st_get(st, "noise");
-        char want[64], got[64];
-        if (!t)
-            rc = au_errf(err, AU_ENOTFOUND, "noise file %s: no tensor \"noise\"", q->noise_path);
-        else if (au_numel(t) != (int64_t)n || (t->ndim != 4 && t->ndim != 5))
-            rc = au_errf(err, AU_EINVAL, "noise file %s: expected %s, found %s", q->noise_path,
-                         au_shape_str(x, want, sizeof want), au_shape_str(t, got, sizeof got));
-        else
-            rc = au_convert_to_f32(host, t->data, t->dtype, (int64_t)n);
-        st_close(st);
-        if (rc < 0)
-            goto done;
-    }
-    rc = be_upload(p->be, x, host, err);
-done:
-    free(host);
-    return rc;
-}
-
-/* [3, T, H, W] float in [-1, 1] on the backend -> frame-major RGB uint8. */
-static int video_to_frames(au_pipeline *p, const au_tensor *video, au_video *out, au_err *err) {
-    int64_t T = video->shape[1], H = video->shape[2], W = video->shape[3];
-    size_t plane = (size_t)(H * W), n = (size_t)au_numel(video);
-    float *host = malloc(n * sizeof *host);
-    out->rgb = malloc((size_t)T * plane * 3);
-    if (!host || !out->rgb) {
-        free(host);
-        free(out->rgb);
-        out->rgb = NULL;
-        return au_errf(err, AU_ENOMEM, "out of memory for %lld frames", (long long)T);
-    }
-    int rc = be_download(p->be, host, video, err);
-    if (rc == 0) {
-        for (int64_t t = 0; t < T; t++)
-            for (size_t s = 0; s < plane; s++)
-                for (int c = 0; c < 3; c++) {
-                    float v = host[((size_t)c * (size_t)T + (size_t)t) * plane + s];
-                    v = v < -1.f ? -1.f : v > 1.f ? 1.f : v;
-                    out->rgb[((size_t)t * plane + s) * 3 + c] = (uint8_t)((v + 1.f) * 0.5f * 255.f);
-                }
-        out->width = (int)W;
-        out->height = (int)H;
-        out->n_frames = (int)T;
-    } else {
-        free(out->rgb);
-        out->rgb = NULL;
-    }
-    free(host);
-    return rc;
-}
-
-static int stopped(au_progress_fn progress, void *user, int step, int n, const volatile int *cancel) {
-    if (cancel && *cancel)
-        return 1;
-    return progress && progress(user, step, n) != 0;
-}
-
-int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_fn progress, void *user,
-                      const volatile int *cancel, au_video *out, au_err *err) {
-    memset(out, 0, sizeof *out);
-    au_gen_params q = *params;
-    int rc = pipeline_resolve_params(p, &q, err);
-    if (rc < 0)
-        return rc;
-    au_backend *be = p->be;
-    au_sampler *smp = NULL;
-    int use_cfg = q.guidance_scale != 1.0f; /* the official code applies the CFG formula for any other value */
-    be_arena_reset(p->job);
-
-    /* text */
-    au_tensor ctx_c, ctx_u;
-    dit_text *text_c = NULL, *text_u = NULL;
-    AU_TRY(encode_text(p, q.prompt, &ctx_c, err));
-    AU_TRY(dit_prepare_text(p->dit, p->job, &ctx_c, &text_c, err));
-    if (use_cfg) {
-        AU_TRY(encode_text(p, q.negative_prompt, &ctx_u, err));
-        AU_TRY(dit_prepare_text(p->dit, p->job, &ctx_u, &text_u, err));
-    }
-    if (stopped(progress, user, 0, q.steps, cancel)) {
-        rc = au_errf(err, AU_ECANCELED, "canceled");
-        goto fail;
-    }
-
-    /* latent [16, (F-1)/4+1, H/8, W/8] */
-    const dit_config *dc = dit_get_config(p->dit);
-    int64_t lshape[4] = {dc->in_dim, (q.frames - 1) / 4 + 1, q.height / 8, q.width / 8};
-    au_tensor x, v, v_u;
-    AU_TRY(be_arena_tensor(p->job, AU_F32, 4, lshape, &x, err));
-    AU_TRY(be_arena_tensor(p->job, AU_F32, 4, lshape, &v, err));
-    if (use_cfg)
-        AU_TRY(be_arena_tensor(p->job, AU_F32, 4, lshape, &v_u, err));
-    AU_TRY(make_noise(p, &q, &x, err));
-
-    au_sampler_kind kind;
-    AU_TRY(sampler_kind_from_name(q.sampler, &kind));
-    AU_TRY(sampler_create(&smp, be, p->job, kind, q.steps, q.shift, &x, err));
-    for (int i = 0; i < q.steps; i++) {
-        float t = sampler_timestep(smp, i);
-        AU_TRY(dit_forward(p->dit, p->dit_act, &x, t, text_c, &v, err));
-        if (use_cfg) {
-            /* v = v_u + g (v_c - v_u) */
-            AU_TRY(dit_forward(p->dit, p->dit_act, &x, t, text_u, &v_u, err));
-            const au_tensor *xs[2] = {&v, &v_u};
-            const float coef[2] = {q.guidance_scale, 1.0f - q.guidance_scale};
-            AU_TRY(be_lincomb(be, &v, 2, xs, coef, err));
-        }
-        AU_TRY(sampler_step(smp, i, &x, &v, err));
-        AU_TRY(be_sync(be, err));
-        if (stopped(progress, user, i + 1, q.steps, cancel)) {
-            rc = au_errf(err, AU_ECANCELED, "canceled at step %d of %d", i + 1, q.steps);
-            goto fail;
-        }
-    }
-
-    /* decode */
-    au_tensor video;
-    int64_t vshape[4] = {3, q.frames, q.height, q.width};
-    AU_TRY(be_arena_tensor(p->job, AU_F32, 4, vshape, &video, err));
-    AU_TRY(vae_decode(p->vae, p->vae_act, &x, &video, err));
-    AU_TRY(video_to_frames(p, &video, out, err));
-    rc = 0;
-    goto done;
-fail:
-    au_video_free(out);
-done:
-    if (smp)
-        sampler_free(smp);
-    if (text_c)
-        dit_text_free(text_c);
-    if (text_u)
-        dit_text_free(text_u);
-    return rc;
+au_backend *pipeline_backend(au_pipeline *p) {
+    return p->be;
 }
 
 void au_video_free(au_video *v) {
