@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "dispatch.h"
 #include "health.h"
@@ -28,6 +29,7 @@ typedef struct app {
     int64_t started_at;
     atomic_int gpu_measuring; /* set by /health while a GPU benchmark runs: no job starts */
     health_service *health;   /* the /health runner, NULL until started */
+    cluster *cluster;         /* rank 0's view of the workers; NULL with one rank or no engine */
 } app;
 
 #endif

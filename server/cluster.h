@@ -4,7 +4,8 @@
  * both prove the cluster token to each other (HMAC-SHA-256 of fresh nonces, cluster_proto.h),
  * and rank 0 compares protocol and Auteur versions, model fingerprint, world size and rank; a
  * mismatch is refused with the reason on both sides and rank 0 goes on serving. An admitted
- * worker waits until the dispatcher is between jobs (cluster_admit): then the comm is made
+ * worker waits until the dispatcher is between jobs (cluster_admit, which the dispatcher calls
+ * before each claim and every second while idle): then the comm is made
  * (NCCL from a unique id rank 0 sends, or tcp over a second authenticated connection), and the
  * worker is joined. The first connection stays the control channel: job start, cancel,
  * heartbeats every second both ways, job done/failed, comm bench, shutdown. Tensors never go
@@ -34,14 +35,12 @@
 typedef struct cluster cluster;
 
 typedef struct cluster_opts {
-    int world_size;             /* 2 */
-    const char *rendezvous;     /* "HOST:PORT" to listen on; port 0 = any (cluster_port says which) */
-    const char *token;          /* the cluster token; only HMACs of it leave the process */
-    const char *comm;           /* "auto" (nccl on a CUDA engine with NCCL available, else tcp), "nccl", "tcp" */
-    int heartbeat_timeout_s;    /* a worker silent this long is lost */
-    au_pipeline *pipe;          /* the engine: its fingerprint and backend */
-    void (*on_waiting)(void *user); /* a worker was admitted and waits for cluster_admit */
-    void *user;
+    int world_size;          /* 2 */
+    const char *rendezvous;  /* "HOST:PORT" to listen on; port 0 = any (cluster_port says which) */
+    const char *token;       /* the cluster token; only HMACs of it leave the process */
+    const char *comm;        /* "auto" (nccl on a CUDA engine with NCCL available, else tcp), "nccl", "tcp" */
+    int heartbeat_timeout_s; /* a worker silent this long is lost */
+    au_pipeline *pipe;       /* the engine: its fingerprint and backend */
 } cluster_opts;
 
 /* Listen and start the accept thread. AU_EINVAL for a bad rendezvous or comm, AU_EUNSUPPORTED
@@ -80,8 +79,10 @@ int cluster_job_begin(cluster *cl, const char *job_id, const au_gen_params *reso
                       au_comm **comm, au_err *err);
 /* Ask the workers to stop the running job (DELETE, shutdown); any thread. */
 void cluster_job_cancel(cluster *cl);
-/* After rank 0's pipeline returned: wait for every worker's done/failed. 0 when all finished;
- * AU_ECOMM when one was lost (its comm is then destroyed), else the worker's error. */
-int cluster_job_end(cluster *cl, au_err *err);
+/* After rank 0's pipeline returned local_rc: wait for the worker's done/failed (a failure on
+ * rank 0 other than a cancel first aborts the comm so the worker does not wait in a collective).
+ * 0 when the worker finished; AU_ECOMM when it was lost; else the worker's error. After a
+ * failure on either side other than a cancel, the comm is made again before the next job. */
+int cluster_job_end(cluster *cl, int local_rc, au_err *err);
 
 #endif

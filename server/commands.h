@@ -9,5 +9,6 @@ int cmd_serve(int argc, char **argv);    /* serve.c */
 int cmd_migrate(int argc, char **argv);  /* serve.c */
 int cmd_generate(int argc, char **argv); /* cmd_generate.c */
 int cmd_health(int argc, char **argv);   /* cmd_health.c */
+int cmd_worker(int argc, char **argv);   /* cmd_worker.c */
 
 #endif

@@ -6,7 +6,9 @@
  * 1/true/yes or 0/false/no.
  */
 #include "config.h"
+#include "cluster_proto.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -220,6 +222,84 @@ static int parse(const command *cmd, int argc, char **argv, au_err *err) {
     {"--threads", NULL, "AUTEUR_THREADS", OPT_INT, &(c)->threads, 0, 0, 4096, NULL, "N",                     \
      "engine CPU threads (default 0 = all cores)"}
 
+/* The cluster's rows, the same in `serve` and `worker` (c: a cluster_config; token_file: a
+ * PATH_MAX buffer; world_help, rank_help: the --world-size and --rank lines). */
+#define CLUSTER_OPTIONS(c, token_file, world_help, rank_help)                                                \
+    {"--world-size", NULL, "AUTEUR_WORLD_SIZE", OPT_INT, &(c)->world_size, 0, 1, 2, NULL, "N", world_help},   \
+    {"--rank", NULL, "AUTEUR_RANK", OPT_INT, &(c)->rank, 0, 0, 1, NULL, "N", rank_help},                      \
+    {"--rendezvous", NULL, "AUTEUR_RENDEZVOUS", OPT_STR, (c)->rendezvous, sizeof(c)->rendezvous, 0, 0, NULL,  \
+     "HOST:PORT", "rank 0's cluster address: rank 0 listens there, workers connect to it"},                  \
+    {"--cluster-token", NULL, "AUTEUR_CLUSTER_TOKEN", OPT_STR, (c)->token, sizeof(c)->token, 0, 0, NULL,      \
+     "TOKEN", "the ranks' shared secret (prefer --cluster-token-file)"},                                     \
+    {"--cluster-token-file", NULL, "AUTEUR_CLUSTER_TOKEN_FILE", OPT_STR, token_file, PATH_MAX, 0, 0, NULL,    \
+     "FILE", "file holding the cluster token (surrounding whitespace ignored)"},                             \
+    {"--heartbeat-timeout", NULL, "AUTEUR_HEARTBEAT_TIMEOUT", OPT_INT, &(c)->heartbeat_timeout_seconds, 0, 1, \
+     600, NULL, "SECONDS", "a rank silent this long is lost: its job goes on without it (default 5)"}
+
+#define CLUSTER_TOKEN_MIN_CHARS 16
+
+/* "HOST:PORT" or "[V6]:PORT" with a port from min_port to 65535. */
+static int check_rendezvous(const char *value, int min_port, au_err *err) {
+    char host[256], port[8], *end;
+    long number = cproto_split_address(value, host, port, err) == 0 ? strtol(port, &end, 10) : -1;
+    if (number < min_port || number > 65535 || *end)
+        return au_errf(err, CFG_USAGE, "--rendezvous: expected HOST:PORT with a port from %d to 65535, got \"%s\"",
+                       min_port, value);
+    return 0;
+}
+
+/* The token from the file, surrounding whitespace removed. */
+static int read_token_file(const char *path, char *token, size_t cap, au_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return au_errf(err, CFG_USAGE, "--cluster-token-file %s: %s", path, strerror(errno));
+    size_t n = fread(token, 1, cap, f);
+    int too_long = n == cap, bad = ferror(f);
+    fclose(f);
+    if (bad || too_long)
+        return au_errf(err, CFG_USAGE, "--cluster-token-file %s: %s", path,
+                       bad ? "cannot be read" : "longer than a token may be");
+    token[n] = '\0';
+    while (n > 0 && isspace((unsigned char)token[n - 1]))
+        token[--n] = '\0';
+    size_t lead = strspn(token, " \t\r\n");
+    memmove(token, token + lead, n - lead + 1);
+    return 0;
+}
+
+/* The checks both roles share once the cluster options are parsed. */
+static int check_cluster(const char *cmd, cluster_config *c, const char *token_file, int min_port, au_err *err) {
+    if (c->world_size < 2)
+        return 0;
+    if (c->token[0] && token_file[0])
+        return au_errf(err, CFG_USAGE, "auteur %s: give --cluster-token or --cluster-token-file, not both", cmd);
+    if (token_file[0]) {
+        int rc = read_token_file(token_file, c->token, sizeof c->token - 1, err);
+        if (rc)
+            return rc;
+    }
+    if (!c->token[0])
+        return au_errf(err, CFG_USAGE,
+                       "auteur %s: --world-size %d needs a cluster token (--cluster-token-file FILE or "
+                       "AUTEUR_CLUSTER_TOKEN_FILE)",
+                       cmd, c->world_size);
+    if (strlen(c->token) < CLUSTER_TOKEN_MIN_CHARS)
+        return au_errf(err, CFG_USAGE,
+                       "auteur %s: the cluster token must be at least %d characters (make one with `openssl rand "
+                       "-hex 32`)",
+                       cmd, CLUSTER_TOKEN_MIN_CHARS);
+    if (!c->rendezvous[0])
+        return au_errf(err, CFG_USAGE, "auteur %s: --world-size %d needs --rendezvous HOST:PORT", cmd,
+                       c->world_size);
+    return check_rendezvous(c->rendezvous, min_port, err);
+}
+
+static void cluster_defaults(cluster_config *c, int rank) {
+    c->world_size = 1;
+    c->rank = rank;
+    c->heartbeat_timeout_seconds = 5;
+}
+
 int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
     memset(c, 0, sizeof *c);
     snprintf(c->host, sizeof c->host, "127.0.0.1");
@@ -231,6 +311,10 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
     c->lease_seconds = 60;
     c->shutdown_grace_seconds = 30;
     c->max_body_bytes = 1 << 20;
+    cluster_defaults(&c->cluster, 0);
+    snprintf(c->parallel, sizeof c->parallel, "auto");
+    snprintf(c->comm, sizeof c->comm, "auto");
+    char token_file[PATH_MAX] = "";
     const opt opts[] = {
         {"--host", NULL, "AUTEUR_HOST", OPT_STR, c->host, sizeof c->host, 0, 0, NULL, "ADDR",
          "address to listen on (default 127.0.0.1)"},
@@ -259,11 +343,62 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err) {
          sizeof c->health_thresholds, 0, 0, NULL, "FILE",
          "JSON object overriding /health thresholds, e.g. {\"memory_bandwidth_gbs\": 80, "
          "\"gemm_fp16_tflops\": 10}"},
+        CLUSTER_OPTIONS(&c->cluster, token_file,
+                        "ranks of the engine: 1 = this node alone, 2 = this rank 0 and a worker (default 1)",
+                        "this process's rank: serve is always rank 0 (default 0)"),
+        {"--parallel", NULL, "AUTEUR_PARALLEL", OPT_STR, c->parallel, sizeof c->parallel, 0, 0, NULL,
+         "auto|cfg|ulysses|none", "how a job is shared by the ranks joined (default auto: by the request)"},
+        {"--comm", NULL, "AUTEUR_COMM", OPT_STR, c->comm, sizeof c->comm, 0, 0, NULL, "auto|nccl|tcp",
+         "how tensors move between ranks (default auto: nccl on CUDA when NCCL loads, else tcp)"},
     };
     const command cmd = {"serve",
-                         "Run the HTTP service: the OpenAI-style video API, a job queue and one engine.",
+                         "Run the HTTP service: the OpenAI-style video API, a job queue and one engine (rank 0 of "
+                         "a cluster with --world-size 2).",
                          opts, COUNT(opts)};
-    return parse(&cmd, argc, argv, err);
+    int rc = parse(&cmd, argc, argv, err);
+    if (rc != CFG_RUN)
+        return rc;
+    au_parallel mode;
+    if (strcmp(c->parallel, "auto") != 0 && pipeline_parallel_from_name(c->parallel, &mode) != 0)
+        return au_errf(err, CFG_USAGE, "--parallel: expected auto, cfg, ulysses or none, got \"%s\"", c->parallel);
+    if (strcmp(c->comm, "auto") != 0 && strcmp(c->comm, "nccl") != 0 && strcmp(c->comm, "tcp") != 0)
+        return au_errf(err, CFG_USAGE, "--comm: expected auto, nccl or tcp, got \"%s\"", c->comm);
+    if (c->cluster.rank != 0)
+        return au_errf(err, CFG_USAGE,
+                       "auteur serve: --rank %d: serve is rank 0 (start `auteur worker` on the node of rank %d)",
+                       c->cluster.rank, c->cluster.rank);
+    return check_cluster("serve", &c->cluster, token_file, 0, err);
+}
+
+int config_worker(worker_config *c, int argc, char **argv, au_err *err) {
+    memset(c, 0, sizeof *c);
+    cluster_defaults(&c->cluster, 1);
+    c->cluster.world_size = 2;
+    snprintf(c->model_dir, sizeof c->model_dir, "%s", AUTEUR_DEFAULT_MODEL_DIR);
+    c->reconnect_seconds = 5;
+    char token_file[PATH_MAX] = "";
+    const opt opts[] = {
+        CLUSTER_OPTIONS(&c->cluster, token_file, "ranks of the engine, rank 0's --world-size (default 2)",
+                        "this worker's rank (default 1)"),
+        {"--model", NULL, "AUTEUR_MODEL", OPT_STR, c->model_dir, sizeof c->model_dir, 0, 0, NULL, "DIR",
+         "model folder: the same as rank 0's (default: the embedded tiny model)"},
+        ENGINE_OPTIONS(c),
+        {"--reconnect-seconds", NULL, "AUTEUR_RECONNECT_SECONDS", OPT_INT, &c->reconnect_seconds, 0, 1, 3600, NULL,
+         "SECONDS", "longest pause between attempts to reach rank 0 again (default 5)"},
+    };
+    const command cmd = {"worker",
+                         "Run rank 1 of a cluster: connect to rank 0 (auteur serve --world-size 2) and compute "
+                         "its share of every job until stopped.",
+                         opts, COUNT(opts)};
+    int rc = parse(&cmd, argc, argv, err);
+    if (rc != CFG_RUN)
+        return rc;
+    if (c->cluster.world_size < 2)
+        return au_errf(err, CFG_USAGE, "auteur worker: --world-size must be 2: a worker is one rank of a cluster");
+    if (c->cluster.rank < 1 || c->cluster.rank >= c->cluster.world_size)
+        return au_errf(err, CFG_USAGE, "auteur worker: --rank %d: a worker is rank 1 to %d (rank 0 is auteur serve)",
+                       c->cluster.rank, c->cluster.world_size - 1);
+    return check_cluster("worker", &c->cluster, token_file, 1, err);
 }
 
 int config_generate(generate_config *c, int argc, char **argv, au_err *err) {
@@ -365,6 +500,7 @@ void config_print_usage(FILE *f) {
                "  generate   make one video without a server\n"
                "  migrate    create or upgrade the job database, then exit\n"
                "  health     print a running server's /health report (hardware checks, verdict)\n"
+               "  worker     run rank 1 of a two-node engine, following auteur serve --world-size 2\n"
                "  dev        run one engine component on tensors from a file (parity checks)\n\n"
                "`auteur <command> --help` lists a command's options; --version prints the version.\n");
 }

@@ -20,6 +20,17 @@
 
 enum { CFG_RUN = 0, CFG_EXIT = 1, CFG_USAGE = 2 };
 
+#define CFG_TOKEN_SIZE 1024
+
+/* The cluster options serve and worker share (issue 7). */
+typedef struct cluster_config {
+    int world_size; /* 1 = no cluster */
+    int rank;
+    char rendezvous[300];             /* HOST:PORT: rank 0 listens there, workers connect */
+    char token[CFG_TOKEN_SIZE];       /* from --cluster-token, or read from --cluster-token-file */
+    int heartbeat_timeout_seconds;
+} cluster_config;
+
 typedef struct serve_config {
     char host[256];
     int port; /* 0 = any free port (printed at start-up) */
@@ -37,7 +48,19 @@ typedef struct serve_config {
     double retention_hours;     /* finished videos are deleted after this; 0 = kept */
     long long max_body_bytes;
     char health_thresholds[PATH_MAX]; /* JSON file overriding the /health thresholds; "" = defaults */
+    cluster_config cluster;
+    char parallel[16]; /* auto, cfg, ulysses, none */
+    char comm[8];      /* auto, nccl, tcp */
 } serve_config;
+
+typedef struct worker_config {
+    cluster_config cluster;
+    char model_dir[PATH_MAX];
+    au_device device;
+    au_precision precision;
+    int threads;
+    int reconnect_seconds; /* the longest pause between attempts to reach rank 0 */
+} worker_config;
 
 typedef struct generate_config {
     char prompt[8192];
@@ -74,6 +97,7 @@ int config_serve(serve_config *c, int argc, char **argv, au_err *err);
 int config_generate(generate_config *c, int argc, char **argv, au_err *err);
 int config_migrate(data_config *c, int argc, char **argv, au_err *err);
 int config_health(health_config *c, int argc, char **argv, au_err *err);
+int config_worker(worker_config *c, int argc, char **argv, au_err *err);
 
 /* The top-level usage text. */
 void config_print_usage(FILE *f);

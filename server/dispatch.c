@@ -31,7 +31,7 @@ enum { CANCEL_NONE = 0, CANCEL_DELETED, CANCEL_SHUTDOWN };
 
 struct dispatcher {
     dispatch_opts o;
-    char owner[128], videos_dir[4096];
+    char owner[128], videos_dir[4096], parallel[16];
     pthread_t thread, keeper;
     pthread_mutex_t mu;
     pthread_cond_t wake;        /* new job, stop, or the running job ended */
@@ -177,6 +177,62 @@ static void *keeper_main(void *arg) {
     return NULL;
 }
 
+/* The mode of a job on the ranks joined now: NONE when alone or when the server's mode cannot
+ * run it. */
+static au_parallel choose_mode(dispatcher *d, const char *id, const au_gen_params *resolved) {
+    int world = d->o.cluster ? cluster_joined(d->o.cluster) : 1;
+    au_parallel mode = AU_PARALLEL_NONE;
+    if (world < 2)
+        return AU_PARALLEL_NONE;
+    if (strcmp(d->parallel, "auto") == 0)
+        return pipeline_parallel_auto(d->o.pipe, resolved, world);
+    au_err err;
+    au_err_clear(&err);
+    if (pipeline_parallel_from_name(d->parallel, &mode) != 0 ||
+        (mode != AU_PARALLEL_NONE && pipeline_parallel_check(d->o.pipe, resolved, mode, world, &err) != 0)) {
+        log_line("%s: parallel %s cannot run this job (%s); running it on rank 0 alone", id, d->parallel,
+                 err.msg);
+        return AU_PARALLEL_NONE;
+    }
+    return mode;
+}
+
+/* Generate on the ranks joined, or alone. When a rank is lost mid-job (AU_ECOMM) the job runs
+ * again at once on rank 0 alone; *mode and *ranks say what made the video. */
+static int generate(dispatcher *d, const api_video *job, const au_gen_params *params, au_video *video,
+                    au_parallel *mode, int *ranks, au_err *err) {
+    au_gen_params resolved = *params;
+    *ranks = 1;
+    *mode = AU_PARALLEL_NONE;
+    int rc = pipeline_resolve_params(d->o.pipe, &resolved, err);
+    if (rc)
+        return rc;
+    *mode = choose_mode(d, job->id, &resolved);
+    if (*mode != AU_PARALLEL_NONE) {
+        au_comm *comm;
+        au_err end_err;
+        rc = cluster_job_begin(d->o.cluster, job->id, &resolved, *mode, &comm, err);
+        if (rc == 0) {
+            rc = pipeline_generate_ranked(d->o.pipe, &resolved, comm, *mode, on_progress, d, &d->cancel, video, err);
+            int end_rc = cluster_job_end(d->o.cluster, rc, &end_err);
+            if (rc == 0) {
+                if (end_rc != 0)
+                    log_line("%s: rank 0 finished the video; %s", job->id, end_err.msg);
+                *ranks = 2;
+                return 0;
+            }
+            if (end_rc == AU_ECOMM) /* the worker's loss is the cause, not its symptom on rank 0 */
+                *err = end_err;
+            if ((rc != AU_ECOMM && end_rc != AU_ECOMM) || d->cancel)
+                return rc;
+            au_video_free(video);
+        }
+        log_line("%s: %s; running it on rank 0 alone", job->id, err->msg);
+        *mode = AU_PARALLEL_NONE;
+    }
+    return pipeline_generate(d->o.pipe, &resolved, on_progress, d, &d->cancel, video, err);
+}
+
 static int retryable(int code) {
     return code != AU_EINVAL && code != AU_EUNSUPPORTED && code != AU_EFORMAT;
 }
@@ -219,7 +275,9 @@ static void run_job(dispatcher *d, const api_video *job) {
     log_line("%s: attempt %d: %dx%d, %d frames, %d steps, seed %lld", job->id, job->attempts, job->width,
              job->height, job->frames, job->steps, (long long)job->seed);
     au_video video = {0};
-    int rc = pipeline_generate(d->o.pipe, &params, on_progress, d, &d->cancel, &video, &err);
+    au_parallel mode;
+    int ranks;
+    int rc = generate(d, job, &params, &video, &mode, &ranks, &err);
     if (rc == 0)
         rc = store_files(d, job, &video, &err);
     au_video_free(&video);
@@ -238,9 +296,11 @@ static void run_job(dispatcher *d, const api_video *job) {
             if (d->o.met) {
                 metrics_observe_generation(d->o.met, total, steps_done, denoise_s);
                 metrics_count_job(d->o.met, "completed");
+                metrics_count_ranks(d->o.met, pipeline_parallel_name(mode), ranks);
             }
-            log_line("%s: completed in %.2f s (%.2f denoising steps/s)", job->id, total,
-                     denoise_s > 0 ? steps_done / denoise_s : 0.0);
+            log_line("%s: completed in %.2f s (%.2f denoising steps/s) on %d rank%s (parallel %s)", job->id, total,
+                     denoise_s > 0 ? steps_done / denoise_s : 0.0, ranks, ranks > 1 ? "s" : "",
+                     pipeline_parallel_name(mode));
             return;
         }
         /* deleted while the files were being written: they go too */
@@ -320,6 +380,8 @@ static void *dispatcher_main(void *arg) {
             nanosleep(&pause, NULL);
             continue;
         }
+        if (d->o.cluster) /* a worker waiting to join gets its comm between jobs */
+            cluster_admit(d->o.cluster);
         api_video job;
         au_err err;
         int claimed = store_claim(d->o.st, d->owner, now_unix(), d->o.lease_seconds, &job, &err);
@@ -372,6 +434,7 @@ int dispatch_start(dispatcher **out, const dispatch_opts *opts, au_err *err) {
     d->o = *opts;
     snprintf(d->owner, sizeof d->owner, "%s", opts->owner);
     snprintf(d->videos_dir, sizeof d->videos_dir, "%s", opts->videos_dir);
+    snprintf(d->parallel, sizeof d->parallel, "%s", opts->parallel ? opts->parallel : "auto");
     d->o.owner = d->owner;
     d->o.videos_dir = d->videos_dir;
     if (d->o.max_attempts <= 0)
@@ -403,13 +466,17 @@ void dispatch_notify(dispatcher *d) {
 }
 
 void dispatch_cancel(dispatcher *d, const char *id) {
+    int running = 0;
     pthread_mutex_lock(&d->mu);
     if (d->running && strcmp(d->current, id) == 0) {
         d->cancel_reason = CANCEL_DELETED;
         d->lost = 1;
         d->cancel = 1;
+        running = 1;
     }
     pthread_mutex_unlock(&d->mu);
+    if (running && d->o.cluster) /* the worker stops at the same step */
+        cluster_job_cancel(d->o.cluster);
 }
 
 /* Wait on d->wake until the running job ends or `seconds` pass; d->mu held. */
@@ -434,6 +501,11 @@ int dispatch_stop(dispatcher *d, int grace_seconds) {
     if (d->running) {
         d->cancel_reason = CANCEL_SHUTDOWN;
         d->cancel = 1; /* the engine stops at its next step; the job is released */
+        if (d->o.cluster) {
+            pthread_mutex_unlock(&d->mu);
+            cluster_job_cancel(d->o.cluster);
+            pthread_mutex_lock(&d->mu);
+        }
         wait_idle(d, CANCEL_WAIT_S);
     }
     if (d->running) {

@@ -6,6 +6,12 @@
  * and <id>.part.jpg, rename them to <id>.mp4 / <id>.jpg, then mark the row completed. A
  * keeper thread renews the lease between steps too, so a slow step never loses its job.
  *
+ * With a cluster (cluster.h) whose worker is joined, a job runs on both ranks in the server's
+ * --parallel mode (auto: pipeline_parallel_auto; a mode the job cannot use: alone, with a log
+ * line); the worker is admitted between jobs. A job whose ranked run fails with AU_ECOMM (the
+ * worker lost) runs again at once on rank 0 alone, in the same attempt. The mode and the number
+ * of ranks that made each video are logged and counted (auteur_jobs_ranks_total).
+ *
  * Errors: AU_EINVAL / AU_EUNSUPPORTED / AU_EFORMAT fail the job at once; anything else is
  * retried up to STORE_MAX_ATTEMPTS attempts. A failed or cancelled job leaves no file:
  * partial files are removed, and files renamed into place for a job deleted meanwhile are
@@ -16,6 +22,7 @@
 
 #include <stdatomic.h>
 #include "api/video.h"
+#include "cluster.h"
 #include "metrics.h"
 #include "pipeline.h"
 #include "status.h"
@@ -33,6 +40,8 @@ typedef struct dispatch_opts {
     int max_attempts;
     double retention_hours; /* 0 = finished videos are kept */
     atomic_int *hold;       /* NULL, or non-zero while no job may start (a /health benchmark) */
+    cluster *cluster;       /* NULL with one rank */
+    const char *parallel;   /* with a cluster: "auto", "cfg", "ulysses" or "none" */
 } dispatch_opts;
 
 int dispatch_start(dispatcher **out, const dispatch_opts *opts, au_err *err);

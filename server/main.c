@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
         int (*run)(int, char **);
     } commands[] = {
         {"serve", cmd_serve},   {"generate", cmd_generate}, {"migrate", cmd_migrate},
-        {"health", cmd_health}, {"dev", cmd_dev},
+        {"health", cmd_health}, {"worker", cmd_worker},     {"dev", cmd_dev},
     };
     if (argc < 2) {
         config_print_usage(stderr);

@@ -10,6 +10,7 @@
 
 #define MAX_SERIES 256
 #define N_BUCKETS 12
+#define MAX_RANK_SERIES 16 /* parallel modes x rank counts */
 
 static const double bucket_bounds[N_BUCKETS] = {1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200};
 static const char *const job_outcomes[] = {"completed", "failed", "retried", "canceled"};
@@ -21,6 +22,12 @@ typedef struct series {
     unsigned long long count;
 } series;
 
+typedef struct rank_series {
+    const char *mode;
+    int ranks;
+    unsigned long long count;
+} rank_series;
+
 struct metrics {
     pthread_mutex_t mu;
     series requests[MAX_SERIES];
@@ -31,6 +38,8 @@ struct metrics {
     unsigned long long steps_total;
     double denoise_seconds_total, last_steps_per_second;
     unsigned long long outcomes[4];
+    rank_series by_ranks[MAX_RANK_SERIES];
+    int n_by_ranks;
 };
 
 int metrics_create(metrics **out) {
@@ -91,6 +100,18 @@ void metrics_count_job(metrics *m, const char *outcome) {
     pthread_mutex_unlock(&m->mu);
 }
 
+void metrics_count_ranks(metrics *m, const char *mode, int ranks) {
+    pthread_mutex_lock(&m->mu);
+    int i = 0;
+    while (i < m->n_by_ranks && (m->by_ranks[i].ranks != ranks || strcmp(m->by_ranks[i].mode, mode) != 0))
+        i++;
+    if (i == m->n_by_ranks && i < MAX_RANK_SERIES)
+        m->by_ranks[m->n_by_ranks++] = (rank_series){mode, ranks, 0};
+    if (i < m->n_by_ranks)
+        m->by_ranks[i].count++;
+    pthread_mutex_unlock(&m->mu);
+}
+
 char *metrics_render(metrics *m, const int job_counts[4], int model_loaded) {
     textbuf t = {0};
     pthread_mutex_lock(&m->mu);
@@ -114,6 +135,11 @@ char *metrics_render(metrics *m, const int job_counts[4], int model_loaded) {
             "# TYPE auteur_jobs_finished_total counter\n");
     for (int i = 0; i < 4; i++)
         textbuf_put(&t, "auteur_jobs_finished_total{outcome=\"%s\"} %llu\n", job_outcomes[i], m->outcomes[i]);
+    textbuf_put(&t, "# HELP auteur_jobs_ranks_total Completed jobs by parallel mode and the ranks that made them.\n"
+            "# TYPE auteur_jobs_ranks_total counter\n");
+    for (int i = 0; i < m->n_by_ranks; i++)
+        textbuf_put(&t, "auteur_jobs_ranks_total{mode=\"%s\",ranks=\"%d\"} %llu\n", m->by_ranks[i].mode,
+            m->by_ranks[i].ranks, m->by_ranks[i].count);
     textbuf_put(&t, "# HELP auteur_generation_seconds Time from claiming a job to its files being stored.\n"
             "# TYPE auteur_generation_seconds histogram\n");
     for (int b = 0; b < N_BUCKETS; b++)

@@ -7,6 +7,7 @@
  *   auteur_denoise_steps_total, auteur_denoise_seconds_total   counters
  *   auteur_denoise_steps_per_second                    gauge (the last finished job)
  *   auteur_jobs_finished_total{outcome}                counter (completed, failed, retried, canceled)
+ *   auteur_jobs_ranks_total{mode,ranks}                counter (completed jobs by parallel mode and ranks)
  *   auteur_model_loaded                                gauge (1 or 0)
  * Routes are the patterns ("/v1/videos/{id}"), never raw paths, so the label set is bounded.
  */
@@ -24,6 +25,10 @@ void metrics_count_request(metrics *m, const char *route, const char *method, in
 void metrics_observe_generation(metrics *m, double seconds, int denoise_steps, double denoise_seconds);
 /* outcome: "completed", "failed", "retried" or "canceled". */
 void metrics_count_job(metrics *m, const char *outcome);
+
+/* A completed job made by `ranks` ranks in parallel mode `mode` (a static string: "none", "cfg",
+ * "ulysses"). */
+void metrics_count_ranks(metrics *m, const char *mode, int ranks);
 
 /* The exposition text; malloc'd, NULL when out of memory. job_counts is indexed by api_status. */
 char *metrics_render(metrics *m, const int job_counts[4], int model_loaded);

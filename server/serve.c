@@ -4,14 +4,15 @@
  * server per data directory, which is what makes start-up recovery safe), open the store
  * (migrating it), requeue the jobs a previous process left in progress, remove partial
  * files, load the engine (a failure leaves the service up without one: 503 on create,
- * NOT_READY on /health), start the dispatcher and the /health runner (its start-up run goes
+ * NOT_READY on /health), with --world-size 2 listen for the worker on the rendezvous address
+ * (cluster.h), start the dispatcher and the /health runner (its start-up run goes
  * on while the server listens; its GPU benchmarks wait whenever jobs are queued or
  * generating), then listen.
  * Signals: SIGTERM and SIGINT run a handler that writes the signal number into a self-pipe,
  * whichever thread they land on (libraries may start threads before main, so masks cannot
  * be relied on); the main thread sleeps on the pipe's read end. Shutdown: stop accepting connections, let the
  * running job finish within
- * --shutdown-grace seconds or put it back in the queue, close everything, exit 0.
+ * --shutdown-grace seconds or put it back in the queue, tell the worker, close everything, exit 0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -191,6 +192,16 @@ static int start(app *a, const serve_config *cfg, int *lock_fd, au_err *err) {
     a->mi = pipeline_model_info(a->pipe);
     fprintf(stderr, "auteur: model %s loaded from %s on %s\n", a->mi->name, cfg->model_dir,
             pipeline_backend_name(a->pipe));
+    if (cfg->cluster.world_size > 1) {
+        cluster_opts co = {.world_size = cfg->cluster.world_size,
+                           .rendezvous = cfg->cluster.rendezvous,
+                           .token = cfg->cluster.token,
+                           .comm = cfg->comm,
+                           .heartbeat_timeout_s = cfg->cluster.heartbeat_timeout_seconds,
+                           .pipe = a->pipe};
+        if ((rc = cluster_start(&a->cluster, &co, err)))
+            return rc;
+    }
     char owner[256];
     make_owner(owner, sizeof owner);
     dispatch_opts dopts = {.st = a->st,
@@ -201,7 +212,9 @@ static int start(app *a, const serve_config *cfg, int *lock_fd, au_err *err) {
                            .lease_seconds = cfg->lease_seconds,
                            .max_attempts = STORE_MAX_ATTEMPTS,
                            .retention_hours = cfg->retention_hours,
-                           .hold = &a->gpu_measuring};
+                           .hold = &a->gpu_measuring,
+                           .cluster = a->cluster,
+                           .parallel = cfg->parallel};
     return dispatch_start(&a->disp, &dopts, err);
 }
 
@@ -236,6 +249,8 @@ static int start_health(app *a, const health_thresholds *t, health_service **out
         .gpu_device = 0,
         .keep_runs = HEALTH_KEEP_RUNS,
         .measuring = &a->gpu_measuring,
+        .cluster_ops = a->cluster ? &cluster_health_ops : NULL,
+        .cluster = a->cluster,
     };
     char db[PATH_MAX + 16];
     snprintf(db, sizeof db, "%s/auteur.db", a->cfg->data_dir);
@@ -285,6 +300,7 @@ shutdown:
         fprintf(stderr, "auteur: stopped\n");
         return exit_code;
     }
+    cluster_stop(a.cluster);
     pipeline_close(a.pipe);
     store_close(a.st);
     metrics_destroy(a.met);
