@@ -25,3 +25,20 @@ target_include_directories(au_cuda PUBLIC ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR
 target_link_libraries(au_cuda PUBLIC au_core CUDA::cudart CUDA::cublasLt CUDA::cublas)
 target_compile_definitions(au_cuda PUBLIC AU_HAVE_CUDA=1)
 message(STATUS "CUDA: backend enabled (${CMAKE_CUDA_ARCHITECTURES})")
+# NCCL for the "nccl" comm: without it comm_nccl.cu still builds and says it is unavailable.
+if(NOT AUTEUR_NCCL STREQUAL "OFF")
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} PATH_SUFFIXES include
+            PATHS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)
+  find_library(NCCL_LIBRARY NAMES nccl libnccl.so.2 HINTS ${NCCL_ROOT} $ENV{NCCL_ROOT} PATH_SUFFIXES lib lib64
+               PATHS ${CUDAToolkit_LIBRARY_DIR})
+endif()
+if(NOT AUTEUR_NCCL STREQUAL "OFF" AND NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+  target_include_directories(au_cuda PRIVATE ${NCCL_INCLUDE_DIR})
+  target_link_libraries(au_cuda PUBLIC ${NCCL_LIBRARY})
+  target_compile_definitions(au_cuda PUBLIC AU_HAVE_NCCL=1)
+  message(STATUS "NCCL: ${NCCL_LIBRARY} (${NCCL_INCLUDE_DIR}/nccl.h)")
+elseif(AUTEUR_NCCL STREQUAL "ON")
+  message(FATAL_ERROR "AUTEUR_NCCL=ON but nccl.h or libnccl was not found (set NCCL_ROOT)")
+else()
+  message(STATUS "NCCL: not used (AUTEUR_NCCL=${AUTEUR_NCCL}); the nccl comm is unavailable")
+endif()
