@@ -34,8 +34,8 @@
 #include "kernels/comm_nccl.h"
 #include "kernels/cuda_backend.h"
 
-#define OP_TIMEOUT_MS                                                                                        \
-    120000 /* generous: under compute-sanitizer, joining a world of one once took over 20 s */
+/* generous: under compute-sanitizer, joining a world of one once took over 20 s */
+#define OP_TIMEOUT_MS 120000
 #define JOIN_TIMEOUT_MS 1500
 #define KILL_TIMEOUT_MS 5000
 
