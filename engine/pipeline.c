@@ -1,6 +1,7 @@
 /* pipeline.c - opening a model for the text-to-video job (see pipeline.h): the backend,
- * the three models and the job arenas, and the parameter rules. The job itself (text,
- * noise, denoising on one or several ranks, decoding) is in pipeline_ranked.c.
+ * the three models and the job arenas, the parameter rules, and the fingerprint ranks
+ * compare before they share jobs. The job itself (text, noise, denoising on one or
+ * several ranks, decoding) is in pipeline_ranked.c.
  *
  * Memory: the models own their weight arenas. Per job, `job` holds what lives for
  * the whole job (text contexts, latent, velocities, sampler history) and is reset
@@ -10,6 +11,7 @@
  */
 #include "pipeline.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "backend.h"
 #include "pipeline_internal.h"
 #include "sampler.h"
+#include "sha256.h"
 #ifdef AU_HAVE_CUDA
 #include "kernels/cuda_backend.h"
 #endif
@@ -209,6 +212,78 @@ int pipeline_resolve_params(const au_pipeline *p, au_gen_params *q, au_err *err)
 
 au_backend *pipeline_backend(au_pipeline *p) {
     return p->be;
+}
+
+/* ---- fingerprint ---- */
+
+static void hash_text(au_sha256 *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void hash_text(au_sha256 *h, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    sha256_update(h, line, n < 0 ? 0 : ((size_t)n < sizeof line ? (size_t)n : sizeof line - 1));
+}
+
+static int name_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every tensor of st as "name dtype [shape]", in name order (file order may differ between
+ * two copies of the same weights). */
+static int hash_tensors(au_sha256 *h, const char *what, const st_set *st, au_err *err) {
+    int n = st_count(st);
+    const char **names = malloc(sizeof *names * (size_t)(n > 0 ? n : 1));
+    if (!names)
+        return au_errf(err, AU_ENOMEM, "fingerprint: %d tensor names", n);
+    for (int i = 0; i < n; i++)
+        names[i] = st_name_at(st, i);
+    qsort(names, (size_t)n, sizeof *names, name_cmp);
+    hash_text(h, "%s %d tensors\n", what, n);
+    for (int i = 0; i < n; i++) {
+        const au_tensor *t = st_get(st, names[i]);
+        char shape[160];
+        hash_text(h, "%s %s\n", names[i], au_shape_str(t, shape, sizeof shape));
+    }
+    free(names);
+    return 0;
+}
+
+int pipeline_model_fingerprint(const au_pipeline *p, char out[65], au_err *err) {
+    const au_manifest *m = &p->man;
+    const umt5_config *t = &m->t5;
+    const dit_config *d = &m->dit;
+    const vae_config *v = &m->vae;
+    au_sha256 h;
+    sha256_init(&h);
+    /* floats as %a: exact, so two configs hash equal only when they are equal */
+    hash_text(&h, "auteur model fingerprint 1\ntokenizer vocab %d\n", tok_vocab_size(p->tok));
+    hash_text(&h, "umt5 vocab %d dim %d d_kv %d heads %d ffn %d layers %d", t->vocab, t->dim, t->d_kv,
+              t->num_heads, t->ffn_dim, t->num_layers);
+    hash_text(&h, " buckets %d max_distance %d eps %a\n", t->num_buckets, t->max_distance, (double)t->eps);
+    hash_text(&h, "dit dim %d ffn %d freq %d heads %d layers %d", d->dim, d->ffn_dim, d->freq_dim, d->num_heads,
+              d->num_layers);
+    hash_text(&h, " in %d out %d text %d x %d patch %d %d %d eps %a\n", d->in_dim, d->out_dim, d->text_len,
+              d->text_dim, d->patch[0], d->patch[1], d->patch[2], (double)d->eps);
+    hash_text(&h, "vae dim %d z %d mult", v->dim, v->z_dim);
+    for (int i = 0; i < v->n_mult && i < 4; i++)
+        hash_text(&h, " %d", v->dim_mult[i]);
+    hash_text(&h, " res %d tdown %d %d %d\n", v->num_res_blocks, v->temporal_downsample[0],
+              v->temporal_downsample[1], v->temporal_downsample[2]);
+    for (int i = 0; i < 16; i++)
+        hash_text(&h, "latent %d mean %a std %a\n", i, (double)v->mean[i], (double)v->std[i]);
+    int rc;
+    if ((rc = hash_tensors(&h, "text_encoder", p->st_t5, err)) < 0 ||
+        (rc = hash_tensors(&h, "dit", p->st_dit, err)) < 0 || (rc = hash_tensors(&h, "vae", p->st_vae, err)) < 0)
+        return rc;
+    /* the precision: where the backend computes and in which dtypes */
+    hash_text(&h, "backend %s act %s gemm_in %s\n", p->be->ops->name, au_dtype_name(p->be->act_dtype),
+              au_dtype_name(p->be->gemm_in_dtype));
+    uint8_t digest[32];
+    sha256_final(&h, digest);
+    sha256_hex(digest, out);
+    return 0;
 }
 
 void au_video_free(au_video *v) {
