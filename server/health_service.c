@@ -411,12 +411,13 @@ int health_service_run(health_service *s, double wait_seconds) {
 
 json_t *health_service_report(health_service *s, const health_live *live) {
     pthread_mutex_lock(&s->mu);
-    json_t *last = s->last ? json_deep_copy(s->last) : NULL;
+    int had_last = s->last != NULL;
+    json_t *last = had_last ? json_deep_copy(s->last) : NULL;
     int pending = s->finished < s->requested;
     char waiting[sizeof s->waiting_for];
     memcpy(waiting, s->waiting_for, sizeof waiting);
     pthread_mutex_unlock(&s->mu);
-    if (s->last && !last)
+    if (had_last && !last)
         return NULL;
 
     const health_cluster_ops *ops = s->o.cluster_ops;

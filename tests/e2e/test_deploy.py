@@ -6,9 +6,8 @@ variables that deploy/launch.sh reads and, in nccl.env, NCCL_* variables that li
 every setting has a comment; the two nodes agree (world size, rendezvous, model). The units pass
 `systemd-analyze verify`. launch.sh is run for real: each missing prerequisite gives a clear
 message and exit 1, a usage error exit 2, and with everything in place it starts auteur serve.
-The cluster options (issue 7) land with `auteur worker`: until `auteur worker --help` works, the
-checks of rank 1 against its options print a skipped line, and so do the cluster variables of
-rank 0 while `auteur serve --help` does not list them yet.
+Rank 1's settings are checked against `auteur worker --help`, the cluster variables of rank 0
+against `auteur serve --help`: a name either does not list fails.
 """
 
 import os
@@ -40,19 +39,17 @@ ROLE_UNIT = {"auteur.service": ("serve", "node0.env"), "auteur-worker.service": 
 # serve's options for the two-node engine, added with the worker subcommand.
 CLUSTER_ENV = {"AUTEUR_WORLD_SIZE", "AUTEUR_RANK", "AUTEUR_RENDEZVOUS", "AUTEUR_CLUSTER_TOKEN",
                "AUTEUR_CLUSTER_TOKEN_FILE", "AUTEUR_PARALLEL", "AUTEUR_COMM", "AUTEUR_HEARTBEAT_TIMEOUT"}
-CLUSTER_PENDING = SERVE is not None and "AUTEUR_WORLD_SIZE" not in SERVE.env
 
 
 def skipped_part(what):
-    print("skipped part: %s: `auteur worker --help` does not work yet (the worker subcommand lands later)" % what)
+    check(False, "%s: `auteur worker --help` does not work" % what)
 
 
 def check_variable(name, options, where):
     """name is one the role's binary accepts, one launch.sh reads, or (nccl.env only) NCCL's."""
     if name.startswith("AUTEUR_"):
-        if CLUSTER_PENDING and options is SERVE and name in CLUSTER_ENV:
-            print("skipped part: %s: %s, `auteur serve --help` lists no cluster option yet" % (where, name))
-            return
+        check(options is not SERVE or name not in CLUSTER_ENV or name in SERVE.env,
+              "%s: %s, `auteur serve --help` lists no cluster option" % (where, name))
         check(name in options.env, "%s names %s, which `auteur %s` does not accept (it takes %s)" % (
             where, name, options.command, ", ".join(sorted(options.env))))
     elif name.startswith("LAUNCH_"):
