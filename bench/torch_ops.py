@@ -10,6 +10,7 @@ scaled_dot_product_attention restricted to the flash and the cuDNN backends, q/k
 [B, H, N, D] views of [N, H*D] tensors, the layout the model has.
 Timing: CUDA events around ITERS calls after warm-up, median of REPEATS such runs; random inputs.
 Prints "RESULT <kind> <name> torch-<variant> <ms> <TFLOP/s>" lines for device.sh.
+Flags: --quick (fewer iterations), --attn-only (skip the GEMMs).
 """
 import statistics
 import sys
@@ -90,5 +91,6 @@ def bench_attention():
 
 if __name__ == "__main__":
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}", flush=True)
-    bench_gemms()
+    if "--attn-only" not in sys.argv:
+        bench_gemms()
     bench_attention()

@@ -20,42 +20,22 @@
  *    4 warps, 64 queries, key tiles of 32, Q and K padded to a multiple of 16 with zeros,
  *    rows padded by 16 bytes; each block produces a 64-column slice of the output, so
  *    Q.K^T is recomputed once per slice.
+ * On the FP8 precision, long attention with head_dim 128 and no bias (the DiT's self-attention)
+ * runs on the 8-bit kernel of cuda_attention_fp8.cu instead (int8 Q K^T, e4m3 P V;
+ * cuda_attention_fp8_takes).
  * q, k, v must be bf16 for the kernels (other dtypes are converted into scratch first);
  * the kernels write bf16 or f32, and an f8 or f16 output goes through a bf16 scratch tile
  * (f8: then quantized per row across all heads).
  */
-#include "cuda_internal.cuh"
+#include "cuda_attention.cuh"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#define LOG2E 1.4426950408889634f
 #define GENERIC_MAX_D 448
 
 typedef __nv_bfloat16 bf16;
-
-/* ---- PTX helpers ---- */
-
-__device__ __forceinline__ uint32_t smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
-
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
-                 "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-
-__device__ __forceinline__ void ldsm_x4(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t &r0, uint32_t &r1, uint32_t &r2, uint32_t &r3, const void *p) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-                 : "r"(smem_addr(p)));
-}
 
 /* c += a (16x16 bf16, row) . b (16x8 bf16, col) */
 __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
@@ -80,12 +60,6 @@ template <> __device__ __forceinline__ void store_pair<float>(float *p, float a,
 template <typename T> __device__ __forceinline__ void store_one(T *p, float a);
 template <> __device__ __forceinline__ void store_one<bf16>(bf16 *p, float a) { *p = __float2bfloat16_rn(a); }
 template <> __device__ __forceinline__ void store_one<float>(float *p, float a) { *p = a; }
-
-__device__ __forceinline__ float fast_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
 
 /* Scores are kept in "units" u: with scale_log2 > 0 (always, in the models) the raw q.k
  * (plus bias / scale) and mul = scale_log2, so that the probability 2^(u mul - m mul) is one
@@ -456,16 +430,6 @@ __global__ void __launch_bounds__(GA_WARPS * 32)
 
 /* ---- launch ---- */
 
-typedef struct attn_launch {
-    const bf16 *q, *k, *v;
-    void *out;
-    au_dtype out_dtype; /* AU_BF16 or AU_F32 */
-    const float *bias;
-    int64_t nq, nk, ld;
-    int H, D;
-    float scale_log2;
-} attn_launch;
-
 template <int D, int MT, bool BIAS, typename OutT>
 static int launch_fast(cuda_state *cs, const attn_launch *a, au_err *err) {
     const char *op = "attention";
@@ -543,17 +507,23 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     if (nk == 0)
         return au_errf(err, AU_EINVAL, "%s: no keys (k %s)", op, au_shape_str(k, sk, sizeof sk));
 
-    /* bf16 operands, converted into scratch where needed, and the output tile */
+    /* bf16 operands, converted into scratch where needed, the output tile and, for the FP8
+     * kernel, its quantized operands */
+    attn_launch a;
+    memset(&a, 0, sizeof a);
+    a.bias = bias ? (const float *)bias->data : NULL;
+    a.nq = nq, a.nk = nk, a.ld = HD, a.H = n_heads, a.D = (int)(HD / n_heads);
+    a.scale_log2 = scale * LOG2E;
+    const int fp8 = cuda_attention_fp8_takes(cs, nk, a.D, bias != NULL);
     int direct_out = out->dtype == AU_BF16 || out->dtype == AU_F32;
     size_t bq = q->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nq * HD) * 2);
     size_t bk = k->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nk * HD) * 2);
     size_t bv = v->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nk * HD) * 2);
     size_t bo = direct_out ? 0 : cuda_round256((size_t)(nq * HD) * 2);
+    size_t b8 = fp8 ? cuda_attention_fp8_scratch_bytes(nq, nk, n_heads) : 0;
     char *mem = NULL;
-    if (bq + bk + bv + bo)
-        TRY_RC(cuda_scratch(cs, bq + bk + bv + bo, (void **)&mem, op, err));
-    attn_launch a;
-    memset(&a, 0, sizeof a);
+    if (bq + bk + bv + bo + b8)
+        TRY_RC(cuda_scratch(cs, bq + bk + bv + bo + b8, (void **)&mem, op, err));
     const au_tensor *src[3] = {q, k, v};
     const bf16 **dst[3] = {&a.q, &a.k, &a.v};
     size_t off = 0, sizes[3] = {bq, bk, bv};
@@ -569,10 +539,11 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     }
     a.out = direct_out ? out->data : (void *)(mem + off);
     a.out_dtype = direct_out ? out->dtype : AU_BF16;
-    a.bias = bias ? (const float *)bias->data : NULL;
-    a.nq = nq, a.nk = nk, a.ld = HD, a.H = n_heads, a.D = (int)(HD / n_heads);
-    a.scale_log2 = scale * LOG2E;
-    if (a.out_dtype == AU_F32)
+    off += bo;
+    if (fp8 && ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v | (uintptr_t)a.out) % 16 == 0) {
+        cs->stats.attn_fast++;
+        TRY_RC(cuda_attention_fp8(cs, &a, mem + off, err));
+    } else if (a.out_dtype == AU_F32)
         TRY_RC((a.bias ? dispatch<true, float>(cs, &a, err) : dispatch<false, float>(cs, &a, err)));
     else
         TRY_RC((a.bias ? dispatch<true, bf16>(cs, &a, err) : dispatch<false, bf16>(cs, &a, err)));
