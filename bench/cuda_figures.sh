@@ -82,7 +82,7 @@ step environment
 targets="bench_cuda_text_vae bench_video"
 [ "$DEVICE" = cuda ] && targets="$targets bench_cuda_dit"
 step "build ($BUILD_DIR: $targets)"
-if ! cmake -S . -B "$BUILD_DIR" -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1; then
+if ! cmake -S . -B "$BUILD_DIR" -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release -DAUTEUR_CUDA_ARCHS="${CUDA_ARCHS:-90a-real}" >"$OUT/build.log" 2>&1; then
     tail -30 "$OUT/build.log" | tee -a "$LOG"
     exit 1
 fi

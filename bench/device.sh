@@ -30,7 +30,7 @@ nvcc --version | tail -1
 step build
 gpu_tests=$(ls tests/gpu/test_cuda_*.c 2>/dev/null | xargs -n1 basename | sed 's/\.c$//')
 benches=$(ls bench/bench_cuda_*.c 2>/dev/null | xargs -n1 basename | sed 's/\.c$//')
-if ! cmake -S . -B build-dev -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release >"$LOG_BUILD" 2>&1; then
+if ! cmake -S . -B build-dev -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release -DAUTEUR_CUDA_ARCHS="${CUDA_ARCHS:-90a-real}" >"$LOG_BUILD" 2>&1; then
     tail -30 "$LOG_BUILD"
     exit 1
 fi

@@ -21,7 +21,7 @@ fi
 if [ -z "$bin" ] || missing "$bin"; then
     [ -n "$bin" ] && { echo "carried $bin cannot load:"; ldd "$bin" | grep "not found"; }
     echo "building bench_health here"
-    cmake -S . -B build-dev -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
+    cmake -S . -B build-dev -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release -DAUTEUR_CUDA_ARCHS="${CUDA_ARCHS:-90a-real}" >"$OUT/build.log" 2>&1 &&
         cmake --build build-dev --target bench_health -j "$(nproc)" >>"$OUT/build.log" 2>&1 ||
         { tail -30 "$OUT/build.log"; exit 1; }
     bin=build-dev/bench/bench_health

@@ -31,7 +31,7 @@ nvcc --version | tail -1
 
 step build
 targets="au_cuda test_cuda_parallel test_cuda_eltwise test_parallel bench_parallel"
-if ! cmake -S . -B "$BUILD_DIR" -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release >"$LOG_BUILD" 2>&1; then
+if ! cmake -S . -B "$BUILD_DIR" -DAUTEUR_ENGINE_ONLY=ON -DCMAKE_BUILD_TYPE=Release -DAUTEUR_CUDA_ARCHS="${CUDA_ARCHS:-90a-real}" >"$LOG_BUILD" 2>&1; then
     tail -30 "$LOG_BUILD"
     exit 1
 fi

@@ -1,4 +1,5 @@
-# The CUDA backend (kernels/*.cu) as library au_cuda, fat binary for sm_90, sm_120, sm_121 + PTX.
+# The CUDA backend (kernels/*.cu) as library au_cuda, fat binary for sm_90a (H100/H200, with their
+# wgmma), sm_120, sm_121 + PTX.
 if(AUTEUR_CUDA STREQUAL "OFF")
   return()
 endif()
@@ -19,7 +20,9 @@ endif()
 enable_language(CUDA)
 set(CMAKE_CUDA_STANDARD 17)
 find_package(CUDAToolkit REQUIRED)
-set(CMAKE_CUDA_ARCHITECTURES "90-real;120-real;121-real;121-virtual" CACHE STRING "" FORCE)
+# AUTEUR_CUDA_ARCHS narrows the list for a build that runs on one machine (bench/device.sh: 90a-real).
+set(AUTEUR_CUDA_ARCHS "90a-real;120-real;121-real;121-virtual" CACHE STRING "CUDA architectures to build")
+set(CMAKE_CUDA_ARCHITECTURES "${AUTEUR_CUDA_ARCHS}" CACHE STRING "" FORCE)
 add_library(au_cuda STATIC ${cu_srcs})
 target_include_directories(au_cuda PUBLIC ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/engine)
 target_link_libraries(au_cuda PUBLIC au_core CUDA::cudart CUDA::cublasLt CUDA::cublas)

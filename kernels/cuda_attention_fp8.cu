@@ -1,7 +1,8 @@
 /* cuda_attention_fp8.cu - 8-bit attention, the FP8 precision's long self-attention (head_dim
  * 128): S = Q K^T on int8 tensor cores (mma.sync m16n8k32 s8 x s8 -> s32) and O = P V on e4m3
  * ones (m16n8k32 e4m3 x e4m3 -> f32), online softmax in float32, no [nq, nk] matrix in memory.
- * mma.sync only, so the same code runs on sm_89 and later (Hopper, GB10 without wgmma).
+ * The portable kernel is mma.sync only, so it runs on sm_89 and later (GB10 has no wgmma); on
+ * Hopper a second kernel runs the same loop on wgmma (sm_90a build, probed at backend creation).
  * Why int8 for Q K^T: the logits need the precision. Rounding to e4m3 (3 mantissa bits) costs
  * ~2.6% rms per value, so Q and K in e4m3 put an error of ~3.6% of the logits' spread on every
  * logit, which a sharp softmax turns into as much error on P (measured: 6.8% at scale 0.5 on
@@ -28,7 +29,7 @@
  * is native on every target.
  *
  * Layout: the prologue writes q and k as int8 [n, H*128] with their scales, and V transposed,
- * [H, 128, nk_pad] e4m3 (nk_pad = nk rounded up to 64, zero codes past nk), so that the P V
+ * [H, 128, nk_pad] e4m3 (nk_pad = nk rounded up to 128, zero codes past nk), so that the P V
  * operand is contiguous along keys as mma's B operand wants. Within each 16 keys, position
  * 4t + i holds key 2t + (i & 1) + 8 (i >> 1): the order in which a thread's S accumulators
  * hold scores, so P goes from the S tile to the A operand of P V without shuffles.
@@ -555,10 +556,318 @@ __global__ void __launch_bounds__(256 / MT, MT)
         }
 }
 
+/* ---- Hopper (sm_90a): the same loop on wgmma ----
+ * One block = two warpgroups of 64 queries; key tiles of 128, so that the K tile [128 keys][128 d]
+ * and the V tile [128 d][128 keys] both have 128-byte rows: with the swizzle of swz() they are
+ * exactly wgmma's K-major 128-byte-swizzled layout (8-row groups 1024 bytes apart), and each
+ * 32-byte step along K is the descriptor's start address plus 32. S = Q K^T: m64n128k32 s8 x s8
+ * -> s32 from two descriptors (int32 results, MAGIC added with one integer add); O += P V:
+ * m64n128k32 e4m3 x e4m3 -> f32 with P from registers (per warp the A fragment of mma.sync's
+ * m16n8k32, so the same key order of the transposed V) into fresh accumulators, added to O in
+ * float32 as in the portable kernel. The first product of each chain starts its accumulators
+ * itself (scale-d 0), so no other instruction writes them. cp.async fills the tiles; each thread
+ * fences its writes to the async proxy before the barrier that precedes the wgmma reads. Only the
+ * sm_90a pass of the build has the body (wgmma is sm_90a-only); cuda_attention_fp8_probe says at
+ * backend creation whether this binary and device run it. */
+#define W_BC 128 /* keys per tile */
+#define W_WG 2   /* warpgroups per block */
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* Descriptor of a K-major tile of 128-byte rows, 128-byte swizzle, 8-row groups 1024 bytes apart. */
+__device__ __forceinline__ uint64_t wg_desc(const void *tile) {
+    return (uint64_t)((smem_addr(tile) & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wg_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit_wait() {
+    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void fence_proxy_async() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/* Keep registers that an in-flight wgmma reads or writes where they are until it has completed. */
+template <int N> __device__ __forceinline__ void wg_hold(uint32_t (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+r"(r[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void wg_hold(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+f"(r[i])::"memory");
+}
+
+/* d = A (64x32 s8, descriptor) . B (32x128 s8, descriptor) */
+__device__ __forceinline__ void wg_s8_first(uint32_t (&d)[64], uint64_t da, uint64_t db) {
+    asm volatile(
+        "{\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, "
+        "%11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, "
+        "%31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, "
+        "%51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, 0;\n}\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3]), "=r"(d[4]), "=r"(d[5]), "=r"(d[6]), "=r"(d[7]),
+          "=r"(d[8]), "=r"(d[9]), "=r"(d[10]), "=r"(d[11]), "=r"(d[12]), "=r"(d[13]), "=r"(d[14]),
+          "=r"(d[15]), "=r"(d[16]), "=r"(d[17]), "=r"(d[18]), "=r"(d[19]), "=r"(d[20]), "=r"(d[21]),
+          "=r"(d[22]), "=r"(d[23]), "=r"(d[24]), "=r"(d[25]), "=r"(d[26]), "=r"(d[27]), "=r"(d[28]),
+          "=r"(d[29]), "=r"(d[30]), "=r"(d[31]), "=r"(d[32]), "=r"(d[33]), "=r"(d[34]), "=r"(d[35]),
+          "=r"(d[36]), "=r"(d[37]), "=r"(d[38]), "=r"(d[39]), "=r"(d[40]), "=r"(d[41]), "=r"(d[42]),
+          "=r"(d[43]), "=r"(d[44]), "=r"(d[45]), "=r"(d[46]), "=r"(d[47]), "=r"(d[48]), "=r"(d[49]),
+          "=r"(d[50]), "=r"(d[51]), "=r"(d[52]), "=r"(d[53]), "=r"(d[54]), "=r"(d[55]), "=r"(d[56]),
+          "=r"(d[57]), "=r"(d[58]), "=r"(d[59]), "=r"(d[60]), "=r"(d[61]), "=r"(d[62]), "=r"(d[63])
+        : "l"(da), "l"(db));
+}
+
+/* d += A (64x32 s8, descriptor) . B (32x128 s8, descriptor) */
+__device__ __forceinline__ void wg_s8(uint32_t (&d)[64], uint64_t da, uint64_t db) {
+    asm volatile(
+        "{\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, "
+        "%11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, "
+        "%31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, "
+        "%51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, 1;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+          "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]),
+          "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]),
+          "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]),
+          "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]),
+          "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]),
+          "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]),
+          "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]),
+          "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+        : "l"(da), "l"(db));
+}
+
+/* d = A (64x32 e4m3, registers) . B (32x128 e4m3, descriptor) */
+__device__ __forceinline__ void wg_f8_first(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+    asm volatile("{\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {%0, %1, %2, %3, %4, %5, %6, %7, %8, "
+                 "%9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, "
+                 "%27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+                 "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, "
+                 "%63}, {%64, %65, %66, %67}, %68, 0, 1, 1;\n}\n"
+                 : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]),
+                   "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]),
+                   "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]),
+                   "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]),
+                   "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31]), "=f"(d[32]), "=f"(d[33]), "=f"(d[34]),
+                   "=f"(d[35]), "=f"(d[36]), "=f"(d[37]), "=f"(d[38]), "=f"(d[39]), "=f"(d[40]), "=f"(d[41]),
+                   "=f"(d[42]), "=f"(d[43]), "=f"(d[44]), "=f"(d[45]), "=f"(d[46]), "=f"(d[47]), "=f"(d[48]),
+                   "=f"(d[49]), "=f"(d[50]), "=f"(d[51]), "=f"(d[52]), "=f"(d[53]), "=f"(d[54]), "=f"(d[55]),
+                   "=f"(d[56]), "=f"(d[57]), "=f"(d[58]), "=f"(d[59]), "=f"(d[60]), "=f"(d[61]), "=f"(d[62]),
+                   "=f"(d[63])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+/* d += A (64x32 e4m3, registers) . B (32x128 e4m3, descriptor) */
+__device__ __forceinline__ void wg_f8(float (&d)[64], const uint32_t (&a)[4], uint64_t db) {
+    asm volatile("{\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {%0, %1, %2, %3, %4, %5, %6, %7, %8, "
+                 "%9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, "
+                 "%27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+                 "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, "
+                 "%63}, {%64, %65, %66, %67}, %68, 1, 1, 1;\n}\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+                   "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+                   "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+                   "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+                   "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]),
+                   "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+                   "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+                   "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]),
+                   "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]),
+                   "+f"(d[63])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+#endif
+
+/* Online softmax of a 128-key tile whose two halves have their own K scale: f[h][r] is the factor
+ * of half h (S n-tiles 8h .. 8h + 7) for row r; otherwise softmax_f8. */
+__device__ __forceinline__ void softmax_w(float (&s)[16][4], float m[2], float l[2], float alpha[2],
+                                          const float f[2][2]) {
+    float mx[2][2] = {{-INFINITY, -INFINITY}, {-INFINITY, -INFINITY}};
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        mx[t >> 3][0] = fmaxf(mx[t >> 3][0], fmaxf(s[t][0], s[t][1]));
+        mx[t >> 3][1] = fmaxf(mx[t >> 3][1], fmaxf(s[t][2], s[t][3]));
+    }
+    float shift[2][2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            mx[h][r] = fmaxf(mx[h][r], __shfl_xor_sync(0xffffffffu, mx[h][r], 1));
+            mx[h][r] = fmaxf(mx[h][r], __shfl_xor_sync(0xffffffffu, mx[h][r], 2));
+        }
+        const float mn = fmaxf(m[r], fmaxf((mx[0][r] - MAGIC) * f[0][r], (mx[1][r] - MAGIC) * f[1][r]));
+        alpha[r] = fast_exp2(m[r] - mn);
+        m[r] = mn;
+        shift[0][r] = fmaf(-MAGIC, f[0][r], F8_P_LOG2 - mn);
+        shift[1][r] = fmaf(-MAGIC, f[1][r], F8_P_LOG2 - mn);
+    }
+#pragma unroll
+    for (int t = 0; t < 16; t++) {
+        const int h = t >> 3;
+        s[t][0] = fast_exp2(fmaf(s[t][0], f[h][0], shift[h][0]));
+        s[t][1] = fast_exp2(fmaf(s[t][1], f[h][0], shift[h][0]));
+        s[t][2] = fast_exp2(fmaf(s[t][2], f[h][1], shift[h][1]));
+        s[t][3] = fast_exp2(fmaf(s[t][3], f[h][1], shift[h][1]));
+        sum[0] += s[t][0] + s[t][1];
+        sum[1] += s[t][2] + s[t][3];
+    }
+    l[0] = fmaf(l[0], alpha[0], sum[0]);
+    l[1] = fmaf(l[1], alpha[1], sum[1]);
+}
+
+template <typename OutT>
+__global__ void __launch_bounds__(128 * W_WG, 1)
+    fa8w_kernel(const uint8_t *__restrict__ q8, const uint8_t *__restrict__ k8,
+                const uint8_t *__restrict__ vt8, const float *__restrict__ sq, const float *__restrict__ sk,
+                const unsigned *__restrict__ vmax, OutT *__restrict__ out, int64_t nq, int64_t nk,
+                int64_t nk_pad, int64_t ld, int nkb, float scale_log2) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int THREADS = 128 * W_WG;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    uint8_t *Qs = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023); /* [F8_BR][128], 1024-aligned */
+    uint8_t *Ks = Qs + F8_BR * F8_D;                                         /* [2][W_BC][128] */
+    uint8_t *Vs = Ks + 2 * W_BC * F8_D;                                      /* [2][128][W_BC] */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int wg = warp >> 2, wq = warp & 3; /* warpgroup, warp within it */
+    const int h = blockIdx.y;
+    const int64_t q0 = (int64_t)blockIdx.x * F8_BR,
+                  row0 = q0 + wg * 64 + wq * 16 + g; /* rows row0, row0 + 8 */
+    const uint8_t *qh = q8 + h * F8_D, *kh = k8 + h * F8_D, *vth = vt8 + (int64_t)h * F8_D * nk_pad;
+    const float *skh = sk + (int64_t)h * nkb;
+
+    load_rows<F8_BR, THREADS>(Qs, qh, ld, q0, nq);
+    cp_async_commit();
+    load_rows<W_BC, THREADS>(Ks, kh, ld, 0, nk);
+    load_vt<W_BC, THREADS>(Vs, vth, nk_pad, 0);
+    cp_async_commit();
+    float qf[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++)
+        qf[r] = scale_log2 * (row0 + 8 * r < nq ? sq[(int64_t)h * nq + row0 + 8 * r] : 1.0f);
+    const uint64_t dq = wg_desc(Qs + wg * 64 * F8_D);
+
+    float o[16][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int t = 0; t < 16; t++)
+        o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+
+    const int n_tiles = (int)((nk + W_BC - 1) / W_BC);
+    for (int j = 0; j < n_tiles; j++) {
+        const int buf = j & 1;
+        if (j + 1 < n_tiles) {
+            load_rows<W_BC, THREADS>(Ks + (buf ^ 1) * W_BC * F8_D, kh, ld, (int64_t)(j + 1) * W_BC, nk);
+            load_vt<W_BC, THREADS>(Vs + (buf ^ 1) * F8_D * W_BC, vth, nk_pad, (int64_t)(j + 1) * W_BC);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        const uint64_t dk = wg_desc(Ks + buf * W_BC * F8_D), dv = wg_desc(Vs + buf * F8_D * W_BC);
+
+        /* S = Qc Kc^T, 4 steps of 32 along d (+32 bytes = +2 in the descriptor's address) */
+        uint32_t sacc[64];
+        wg_fence();
+        wg_s8_first(sacc, dq, dk);
+        wg_s8(sacc, dq + 2, dk + 2);
+        wg_s8(sacc, dq + 4, dk + 4);
+        wg_s8(sacc, dq + 6, dk + 6);
+        wg_commit_wait();
+        wg_hold(sacc);
+        float s[16][4];
+#pragma unroll
+        for (int t = 0; t < 16; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                s[t][e] = __uint_as_float(sacc[4 * t + e] + MAGIC_BITS);
+
+        const int kmax = (int)(nk - (int64_t)j * W_BC);
+        if (kmax < W_BC) {
+#pragma unroll
+            for (int t = 0; t < 16; t++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (t * 8 + 2 * t4 + (e & 1) >= kmax)
+                        s[t][e] = -INFINITY;
+        }
+        const float ks0 = skh[(j * W_BC) / F8_KB], ks1 = skh[(j * W_BC) / F8_KB + 1];
+        const float f[2][2] = {{qf[0] * ks0, qf[1] * ks0}, {qf[0] * ks1, qf[1] * ks1}};
+        float alpha[2];
+        softmax_w(s, m, l, alpha, f);
+        uint32_t pa[4][4];
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const int t = 4 * kk;
+            pa[kk][0] = f8x4(s[t][0], s[t][1], s[t + 1][0], s[t + 1][1]);
+            pa[kk][1] = f8x4(s[t][2], s[t][3], s[t + 1][2], s[t + 1][3]);
+            pa[kk][2] = f8x4(s[t + 2][0], s[t + 2][1], s[t + 3][0], s[t + 3][1]);
+            pa[kk][3] = f8x4(s[t + 2][2], s[t + 2][3], s[t + 3][2], s[t + 3][3]);
+        }
+
+        /* PV of this tile, 4 steps of 32 keys; then O = alpha O + PV */
+        float acc[64];
+        wg_fence();
+        wg_f8_first(acc, pa[0], dv);
+        wg_f8(acc, pa[1], dv + 2);
+        wg_f8(acc, pa[2], dv + 4);
+        wg_f8(acc, pa[3], dv + 6);
+        wg_commit_wait();
+        wg_hold(acc);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+            wg_hold(pa[kk]);
+#pragma unroll
+        for (int t = 0; t < 16; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                o[t][e] = fmaf(o[t][e], alpha[e >> 1], acc[4 * t + e]);
+        __syncthreads(); /* the next iteration loads into this buffer */
+    }
+
+    float sv[F8_D / 8][2];
+#pragma unroll
+    for (int t = 0; t < F8_D / 8; t++) {
+        const int d = t * 8 + 2 * t4;
+        sv[t][0] = group_scale(__uint_as_float(vmax[h * F8_D + d]), F8_MAX);
+        sv[t][1] = group_scale(__uint_as_float(vmax[h * F8_D + d + 1]), F8_MAX);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        const int64_t row = row0 + 8 * r;
+        if (row >= nq)
+            continue;
+        const float inv = 1.0f / lr;
+        OutT *dst = out + row * ld + h * F8_D + 2 * t4;
+#pragma unroll
+        for (int t = 0; t < F8_D / 8; t++)
+            store2<OutT>(dst + t * 8, o[t][2 * r] * inv * sv[t][0], o[t][2 * r + 1] * inv * sv[t][1]);
+    }
+#endif
+}
+
+__global__ void fa8w_probe_kernel(int *has) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    *has = 1;
+#else
+    *has = 0;
+#endif
+}
+
 /* ---- launch ---- */
 
+/* Keys rounded up to whole wgmma tiles (the mma.sync tiles divide them). */
 static int64_t keys_padded(int64_t nk) {
-    return (nk + F8_KB - 1) / F8_KB * F8_KB;
+    return (nk + W_BC - 1) / W_BC * W_BC;
 }
 
 int cuda_attention_fp8_takes(const cuda_state *cs, int64_t nk, int head_dim, int has_bias) {
@@ -616,6 +925,39 @@ static int fa8_launch(cuda_state *cs, const attn_launch *a, const fa8_bufs *b, a
     return 0;
 }
 
+template <typename OutT>
+static int fa8w_launch(cuda_state *cs, const attn_launch *a, const fa8_bufs *b, au_err *err) {
+    const char *op = "attention (fp8, wgmma)";
+    const size_t smem = (size_t)F8_BR * F8_D + 4 * (size_t)W_BC * F8_D + 1024; /* + alignment to 1024 */
+    CUDA_TRY(cudaFuncSetAttribute(fa8w_kernel<OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    const int64_t nk_pad = keys_padded(a->nk);
+    dim3 grid((unsigned)((a->nq + F8_BR - 1) / F8_BR), (unsigned)a->H);
+    fa8w_kernel<OutT><<<grid, 128 * W_WG, smem, cs->stream>>>(b->q8, b->k8, b->vt8, b->sq, b->sk, b->vmax,
+                                                              (OutT *)a->out, a->nq, a->nk, nk_pad, a->ld,
+                                                              (int)(nk_pad / F8_KB), a->scale_log2);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+int cuda_attention_fp8_probe(cuda_state *cs) {
+    if (cs->stats.sm_major != 9 || cs->stats.sm_minor != 0)
+        return 0;
+    int *flag = NULL, has = 0;
+    if (cudaMalloc(&flag, sizeof(int)) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    fa8w_probe_kernel<<<1, 1, 0, cs->stream>>>(flag);
+    if (cudaGetLastError() != cudaSuccess ||
+        cudaMemcpyAsync(&has, flag, sizeof has, cudaMemcpyDeviceToHost, cs->stream) != cudaSuccess ||
+        cudaStreamSynchronize(cs->stream) != cudaSuccess) {
+        cudaGetLastError();
+        has = 0;
+    }
+    cudaFree(flag);
+    return has;
+}
+
 int cuda_attention_fp8(cuda_state *cs, const attn_launch *a, void *scratch, au_err *err) {
     const char *op = "attention (fp8 prologue)";
     fa8_bufs b;
@@ -635,6 +977,9 @@ int cuda_attention_fp8(cuda_state *cs, const attn_launch *a, void *scratch, au_e
                                                                                      a->nk, nk_pad, HD);
     CUDA_LAUNCHED();
     const int mt2 = cs->attn_rows_per_warp == 32;
+    if (mt2 && cs->attn_wgmma)
+        return a->out_dtype == AU_F32 ? fa8w_launch<float>(cs, a, &b, err)
+                                      : fa8w_launch<bf16>(cs, a, &b, err);
     if (a->out_dtype == AU_F32)
         return mt2 ? fa8_launch<2, float>(cs, a, &b, err) : fa8_launch<1, float>(cs, a, &b, err);
     return mt2 ? fa8_launch<2, bf16>(cs, a, &b, err) : fa8_launch<1, bf16>(cs, a, &b, err);

@@ -79,6 +79,7 @@ typedef struct cuda_state {
     int n_sm, max_smem_optin;
     int fp8_outer_vec; /* probed at creation */
     int attn_rows_per_warp; /* 16 or 32: the flash kernel variant */
+    int attn_wgmma;         /* 1: the FP8 attention's sm_90a wgmma kernel runs here (probed at creation) */
     cuda_plan *plans;  /* [CUDA_PLAN_CACHE] */
     int n_plans, next_plan;
     be_cuda_stats stats;
@@ -273,6 +274,8 @@ int cuda_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, cons
 int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);
 int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
                    int n_heads, float scale, const au_tensor *bias, au_err *err);
+/* 1 when this build has the sm_90a attention kernel and the device is sm_90 (cuda_attention_fp8.cu). */
+int cuda_attention_fp8_probe(cuda_state *cs);
 int cuda_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cuda_mul(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cuda_add_gated(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_err *err);
