@@ -8,8 +8,9 @@
  *   h = RMSNorm(x) * norm2
  *   x = x + Wfc2 (gelu_tanh(Wgate h) * Wfc1 h)  gated FFN, no biases anywhere
  * and out = RMSNorm(x) * final_norm. B[h, i, j] = table[bucket(j - i), h] where table is the
- * layer's [num_buckets, heads] embedding; it is small, so it is read once on the host at load
- * and B is built on the host for each encode and uploaded.
+ * layer's [num_buckets, heads] embedding, kept float32 on the backend. For each encode the host
+ * computes the bucket of every (i, j) once (ids [n n]); per layer B is built on the backend as
+ * an embedding lookup of those ids (rows [n n, heads]) and one transpose to [heads, n n].
  *
  * Tensor table (HF name | official .pth name, shape, kind); inner = num_heads * d_kv:
  *   shared.weight (or encoder.embed_tokens.weight) | token_embedding.weight  [vocab, dim] embed
@@ -17,7 +18,7 @@
  *   encoder.block.N.layer.0.SelfAttention.{q,k,v}.weight | blocks.N.attn.{q,k,v}.weight [inner, dim]
  *   encoder.block.N.layer.0.SelfAttention.o.weight     | blocks.N.attn.o.weight  [dim, inner]
  *   encoder.block.N.layer.0.SelfAttention.relative_attention_bias.weight
- *                                   | blocks.N.pos_embedding.embedding.weight   [num_buckets, heads] host
+ *                                   | blocks.N.pos_embedding.embedding.weight   [num_buckets, heads] f32
  *   encoder.block.N.layer.1.layer_norm.weight          | blocks.N.norm2.weight   [dim]        vector
  *   encoder.block.N.layer.1.DenseReluDense.wi_0.weight | blocks.N.ffn.gate.0.weight [ffn, dim] (GELU side)
  *   encoder.block.N.layer.1.DenseReluDense.wi_1.weight | blocks.N.ffn.fc1.weight [ffn, dim]
@@ -54,7 +55,7 @@ static const char *const final_norm_names[2] = {"encoder.final_layer_norm.weight
 
 typedef struct umt5_block {
     au_tensor norm1, q, k, v, o, norm2, gate, fc1, fc2;
-    const float *pos_table; /* host float32 [num_buckets, num_heads] */
+    au_tensor pos;          /* [num_buckets, num_heads] f32 */
 } umt5_block;
 
 struct umt5 {
@@ -64,12 +65,9 @@ struct umt5 {
     au_tensor embed;      /* [vocab, dim] */
     au_tensor final_norm; /* [dim] f32 */
     umt5_block *blocks;   /* [num_layers] */
-    float *pos_tables;    /* host [num_layers, num_buckets, num_heads] */
-    /* Host scratch for the position bias, grown to the largest n_tokens seen. */
-    int32_t *rel_bucket; /* [2n-1]: bucket of rel = j - i, index rel + n - 1 */
-    float *bias_host;    /* [heads, n, n] */
-    size_t bias_cap;     /* elements of bias_host */
-    int rel_cap;         /* elements of rel_bucket */
+    /* Host bucket ids of the position bias, grown to the largest n_tokens seen. */
+    int32_t *bucket_ids; /* [n n]: bucket(j - i) at i n + j */
+    size_t bucket_cap;   /* elements of bucket_ids */
 };
 
 int umt5_relative_bucket(int rel, int num_buckets, int max_distance) {
@@ -175,32 +173,6 @@ static void add_block_spec(au_weight_spec *specs, int *n, int cap, au_tensor *ds
     snprintf(s->alt_name, sizeof s->alt_name, block_names[kind_index][1], layer);
 }
 
-/* Read every layer's position-bias table into host float32, checking its shape. */
-static int load_pos_tables(umt5 *m, const st_set *st, au_err *err) {
-    const umt5_config *c = &m->cfg;
-    size_t per_layer = (size_t)c->num_buckets * c->num_heads;
-    m->pos_tables = malloc(per_layer * c->num_layers * sizeof(float));
-    if (!m->pos_tables)
-        return au_errf(err, AU_ENOMEM, "umt5: position tables");
-    for (int l = 0; l < c->num_layers; l++) {
-        char names[2][128];
-        const au_tensor *t = find_block(st, B_POS, l, names);
-        if (!t)
-            return missing_block(err, names);
-        if (t->ndim != 2 || t->shape[0] != c->num_buckets || t->shape[1] != c->num_heads) {
-            char buf[64];
-            return au_errf(err, AU_EFORMAT, "tensor %s: expected [%d,%d], found %s", names[0],
-                           c->num_buckets, c->num_heads, au_shape_str(t, buf, sizeof buf));
-        }
-        float *dst = m->pos_tables + per_layer * l;
-        int rc = au_convert_to_f32(dst, t->data, t->dtype, (int64_t)per_layer);
-        if (rc < 0)
-            return au_errf(err, rc, "tensor %s: cannot convert %s to f32", names[0], au_dtype_name(t->dtype));
-        m->blocks[l].pos_table = dst;
-    }
-    return 0;
-}
-
 int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *cfg, au_err *err) {
     *out = NULL;
     int rc = check_config(cfg, err);
@@ -214,7 +186,7 @@ int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *c
     m->be = be;
     const umt5_config *c = &m->cfg;
     int64_t inner = (int64_t)c->num_heads * c->d_kv;
-    int cap = 2 + 9 * c->num_layers, n = 0;
+    int cap = 2 + 10 * c->num_layers, n = 0;
     m->blocks = calloc((size_t)c->num_layers, sizeof *m->blocks);
     specs = calloc((size_t)cap, sizeof *specs);
     if (!m->blocks || !specs) {
@@ -236,6 +208,7 @@ int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *c
         add_block_spec(specs, &n, cap, &b->k, AU_W_MATRIX, 2, inner, c->dim, B_K, l);
         add_block_spec(specs, &n, cap, &b->v, AU_W_MATRIX, 2, inner, c->dim, B_V, l);
         add_block_spec(specs, &n, cap, &b->o, AU_W_MATRIX, 2, c->dim, inner, B_O, l);
+        add_block_spec(specs, &n, cap, &b->pos, AU_W_F32, 2, c->num_buckets, c->num_heads, B_POS, l);
         add_block_spec(specs, &n, cap, &b->norm2, AU_W_VECTOR, 1, c->dim, 0, B_NORM2, l);
         add_block_spec(specs, &n, cap, &b->gate, AU_W_MATRIX, 2, c->ffn_dim, c->dim, B_GATE, l);
         add_block_spec(specs, &n, cap, &b->fc1, AU_W_MATRIX, 2, c->ffn_dim, c->dim, B_FC1, l);
@@ -246,9 +219,6 @@ int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *c
     snprintf(s->alt_name, sizeof s->alt_name, "%s", final_norm_names[1]);
 
     rc = weights_check(st, specs, n, err);
-    if (rc < 0)
-        goto fail_prefixed;
-    rc = load_pos_tables(m, st, err);
     if (rc < 0)
         goto fail_prefixed;
     size_t bytes = weights_bytes(be, st, specs, n);
@@ -278,9 +248,7 @@ void umt5_free(umt5 *m) {
     if (m->weights)
         be_arena_destroy(m->weights);
     free(m->blocks);
-    free(m->pos_tables);
-    free(m->rel_bucket);
-    free(m->bias_host);
+    free(m->bucket_ids);
     free(m);
 }
 
@@ -295,6 +263,7 @@ typedef struct umt5_bufs {
     au_tensor proj;       /* [n, dim] act: output of o and of fc2 */
     au_tensor gate, fc1;  /* [n, ffn] act */
     au_tensor hidden;     /* [n, ffn] gemm_in: gelu(gate) * fc1 */
+    au_tensor bias_rows;  /* [n n, heads] f32: the position bias as looked up */
     au_tensor bias;       /* [heads, n, n] f32 */
 } umt5_bufs;
 
@@ -322,7 +291,7 @@ static void layout_bufs(const umt5 *m, int n, umt5_layout *L, umt5_bufs *t) {
     au_dtype a = m->be->act_dtype, g = m->be->gemm_in_dtype;
     int64_t inner = (int64_t)c->num_heads * c->d_kv;
     int64_t nd[2] = {n, c->dim}, ni[2] = {n, inner}, nf[2] = {n, c->ffn_dim};
-    int64_t hnn[3] = {c->num_heads, n, n};
+    int64_t hnn[3] = {c->num_heads, n, n}, nnh[2] = {(int64_t)n * n, c->num_heads};
     layout_tensor(L, a, 2, nd, &t->x);
     layout_tensor(L, g, 2, nd, &t->h);
     layout_tensor(L, a, 2, ni, &t->q);
@@ -333,6 +302,7 @@ static void layout_bufs(const umt5 *m, int n, umt5_layout *L, umt5_bufs *t) {
     layout_tensor(L, a, 2, nf, &t->gate);
     layout_tensor(L, a, 2, nf, &t->fc1);
     layout_tensor(L, g, 2, nf, &t->hidden);
+    layout_tensor(L, AU_F32, 2, nnh, &t->bias_rows);
     layout_tensor(L, AU_F32, 3, hnn, &t->bias);
 }
 
@@ -349,41 +319,31 @@ static int alloc_bufs(umt5 *m, au_arena *act, int n, umt5_bufs *t, au_err *err) 
     return 0;
 }
 
-/* Grow the host scratch and fill rel_bucket for n tokens. */
+/* Grow bucket_ids and fill it for n tokens. */
 static int prepare_buckets(umt5 *m, int n, au_err *err) {
     const umt5_config *c = &m->cfg;
-    size_t bias_elems = (size_t)c->num_heads * n * n;
-    if (m->rel_cap < 2 * n - 1) {
-        int32_t *p = realloc(m->rel_bucket, (size_t)(2 * n - 1) * sizeof *p);
+    size_t elems = (size_t)n * n;
+    if (m->bucket_cap < elems) {
+        int32_t *p = realloc(m->bucket_ids, elems * sizeof *p);
         if (!p)
-            return au_errf(err, AU_ENOMEM, "umt5: bucket table for %d tokens", n);
-        m->rel_bucket = p;
-        m->rel_cap = 2 * n - 1;
+            return au_errf(err, AU_ENOMEM, "umt5: position buckets for %d tokens", n);
+        m->bucket_ids = p;
+        m->bucket_cap = elems;
     }
-    if (m->bias_cap < bias_elems) {
-        float *p = realloc(m->bias_host, bias_elems * sizeof *p);
-        if (!p)
-            return au_errf(err, AU_ENOMEM, "umt5: host position bias for %d tokens", n);
-        m->bias_host = p;
-        m->bias_cap = bias_elems;
+    for (int rel = -(n - 1); rel <= n - 1; rel++) {
+        int32_t bucket = umt5_relative_bucket(rel, c->num_buckets, c->max_distance);
+        for (int i = rel < 0 ? -rel : 0, j = i + rel; i < n && j < n; i++, j++)
+            m->bucket_ids[(size_t)i * n + j] = bucket;
     }
-    for (int rel = -(n - 1); rel <= n - 1; rel++)
-        m->rel_bucket[rel + n - 1] = umt5_relative_bucket(rel, c->num_buckets, c->max_distance);
     return 0;
 }
 
-/* B[h, i, j] = table[bucket(j - i), h] on the host, then uploaded into bias. */
-static int upload_bias(umt5 *m, const umt5_block *b, int n, au_tensor *bias, au_err *err) {
-    int heads = m->cfg.num_heads;
-    for (int h = 0; h < heads; h++) {
-        for (int i = 0; i < n; i++) {
-            float *row = m->bias_host + ((size_t)h * n + i) * n;
-            const int32_t *bk = m->rel_bucket + (n - 1 - i); /* bk[j] = bucket(j - i) */
-            for (int j = 0; j < n; j++)
-                row[j] = b->pos_table[(size_t)bk[j] * heads + h];
-        }
-    }
-    return be_upload(m->be, bias, m->bias_host, err);
+/* B[h, i, j] = pos[bucket(j - i), h]: rows [n n, heads] looked up on the backend, then transposed. */
+static int build_bias(umt5 *m, const umt5_block *b, int n, umt5_bufs *t, au_err *err) {
+    int64_t shape[2] = {m->cfg.num_heads, (int64_t)n * n};
+    au_tensor flat = au_tensor_make(AU_F32, t->bias.data, 2, shape);
+    int rc = be_embed(m->be, &t->bias_rows, &b->pos, m->bucket_ids, n * n, err);
+    return rc < 0 ? rc : be_transpose(m->be, &flat, &t->bias_rows, err);
 }
 
 static int block_forward(umt5 *m, const umt5_block *b, int n, umt5_bufs *t, au_err *err) {
@@ -395,7 +355,7 @@ static int block_forward(umt5 *m, const umt5_block *b, int n, umt5_bufs *t, au_e
     AU_TRY(be_linear(be, &t->q, &t->h, &b->q, NULL, AU_ACT_NONE, err));
     AU_TRY(be_linear(be, &t->k, &t->h, &b->k, NULL, AU_ACT_NONE, err));
     AU_TRY(be_linear(be, &t->v, &t->h, &b->v, NULL, AU_ACT_NONE, err));
-    AU_TRY(upload_bias(m, b, n, &t->bias, err));
+    AU_TRY(build_bias(m, b, n, t, err));
     AU_TRY(be_attention(be, &t->attn, &t->q, &t->k, &t->v, m->cfg.num_heads, 1.0f, &t->bias, err));
     AU_TRY(be_linear(be, &t->proj, &t->attn, &b->o, NULL, AU_ACT_NONE, err));
     AU_TRY(be_add(be, &t->x, &t->x, &t->proj, err));
@@ -415,8 +375,8 @@ fail:
 int umt5_encode(umt5 *m, au_arena *act, const int32_t *ids, int n_tokens, au_tensor *out, au_err *err) {
     const umt5_config *c = &m->cfg;
     int n = n_tokens, rc = 0;
-    if (n <= 0)
-        return au_errf(err, AU_EINVAL, "umt5: n_tokens %d must be positive", n);
+    if (n <= 0 || n > UMT5_MAX_TOKENS)
+        return au_errf(err, AU_EINVAL, "umt5: n_tokens %d must be in [1, %d]", n, UMT5_MAX_TOKENS);
     if ((out->dtype != AU_F32 && out->dtype != m->be->act_dtype) || out->ndim != 2 || out->shape[0] != n ||
         out->shape[1] != c->dim) {
         char buf[64];

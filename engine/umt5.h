@@ -41,6 +41,10 @@ int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *c
 void umt5_free(umt5 *m);
 const umt5_config *umt5_get_config(const umt5 *m);
 
+/* Longest input umt5_encode takes: its position bias is [heads, n, n] float32 and looked up
+ * from n n bucket ids (an int count). Wan encodes 512 tokens. */
+#define UMT5_MAX_TOKENS 8192
+
 /* ids: host int32 [n_tokens], each in [0, vocab). out: [n_tokens, dim] float32 (or the
  * backend's act_dtype) in backend memory, allocated by the caller, not from act. Activations come from act, which is reset first: a
  * second call with the same n_tokens allocates nothing. */
