@@ -93,6 +93,10 @@ typedef struct au_backend_ops {
     /* Rotary embedding in place on x [n_tokens, n_heads * head_dim]: pairs (2i, 2i+1) of each
      * head rotated by the angle whose (cos, sin) is cossin [n_tokens, head_dim/2, 2] float32. */
     int (*rope)(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);
+    /* rmsnorm then rope in one pass (the DiT's q and k): y = rope(x / sqrt(mean(x^2) + eps) * w)
+     * with rope's cossin and n_heads; y may alias x. */
+    int (*rmsnorm_rope)(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
+                        const au_tensor *cossin, int n_heads, au_err *err);
     /* out[nq, H*D] = softmax(scale * q k^T + bias) v per head h, with q [nq, H*D], k and v
      * [nk, H*D] (head h = columns h*D..h*D+D-1); bias NULL or float32 [H, nq, nk]. */
     int (*attention)(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k,
@@ -176,6 +180,7 @@ au_backend *be_arena_backend(const au_arena *a);
 #define be_rmsnorm(be, ...) AU_BE_CALL(be, rmsnorm, __VA_ARGS__)
 #define be_rmsnorm_channels(be, ...) AU_BE_CALL(be, rmsnorm_channels, __VA_ARGS__)
 #define be_rope(be, ...) AU_BE_CALL(be, rope, __VA_ARGS__)
+#define be_rmsnorm_rope(be, ...) AU_BE_CALL(be, rmsnorm_rope, __VA_ARGS__)
 #define be_attention(be, ...) AU_BE_CALL(be, attention, __VA_ARGS__)
 #define be_add(be, ...) AU_BE_CALL(be, add, __VA_ARGS__)
 #define be_mul(be, ...) AU_BE_CALL(be, mul, __VA_ARGS__)

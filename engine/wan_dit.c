@@ -573,11 +573,11 @@ static int dit_block_forward(wan_dit *d, const dit_block *b, dit_plan *p, const 
     /* self-attention on LN(x)(1 + m1) + m0 */
     DIT_TRY(be_layernorm(be, &p->h, &p->x, NULL, NULL, &m[0], &m[1], eps, err), "norm1");
     DIT_TRY(be_linear(be, &p->q, &p->h, &b->sa_q.w, &b->sa_q.b, AU_ACT_NONE, err), "self_attn.q");
-    DIT_TRY(be_rmsnorm(be, &p->q, &p->q, &b->sa_norm_q, eps, err), "self_attn.norm_q");
-    DIT_TRY(be_rope(be, &p->q, &p->rope, heads, err), "self_attn rope q");
+    DIT_TRY(be_rmsnorm_rope(be, &p->q, &p->q, &b->sa_norm_q, eps, &p->rope, heads, err),
+            "self_attn.norm_q, rope");
     DIT_TRY(be_linear(be, &p->k, &p->h, &b->sa_k.w, &b->sa_k.b, AU_ACT_NONE, err), "self_attn.k");
-    DIT_TRY(be_rmsnorm(be, &p->k, &p->k, &b->sa_norm_k, eps, err), "self_attn.norm_k");
-    DIT_TRY(be_rope(be, &p->k, &p->rope, heads, err), "self_attn rope k");
+    DIT_TRY(be_rmsnorm_rope(be, &p->k, &p->k, &b->sa_norm_k, eps, &p->rope, heads, err),
+            "self_attn.norm_k, rope");
     DIT_TRY(be_linear(be, &p->v, &p->h, &b->sa_v.w, &b->sa_v.b, AU_ACT_NONE, err), "self_attn.v");
     AU_TRY(dit_self_attention(d, p, err));
     DIT_TRY(be_linear(be, &p->y, &p->attn, &b->sa_o.w, &b->sa_o.b, AU_ACT_NONE, err), "self_attn.o");

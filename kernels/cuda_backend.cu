@@ -294,6 +294,7 @@ static au_backend_ops make_ops(void) {
     o.rmsnorm = cuda_rmsnorm;
     o.rmsnorm_channels = cuda_rmsnorm_channels;
     o.rope = cuda_rope;
+    o.rmsnorm_rope = cuda_rmsnorm_rope;
     o.attention = cuda_attention;
     o.add = cuda_add;
     o.mul = cuda_mul;

@@ -272,6 +272,8 @@ int cuda_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tens
 int cuda_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
                           const au_tensor *bias, au_err *err);
 int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);
+int cuda_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
+                      const au_tensor *cossin, int n_heads, au_err *err);
 int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
                    int n_heads, float scale, const au_tensor *bias, au_err *err);
 /* 1 when this build has the sm_90a attention kernel and the device is sm_90 (cuda_attention_fp8.cu). */

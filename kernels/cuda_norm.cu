@@ -5,6 +5,7 @@
  *   rmsnorm:   y = x / sqrt(mean(x^2) + eps) * w
  *   rmsnorm_channels (x [C, S]): y[c,s] = x[c,s] / max(||x[:,s]||, 1e-12) * sqrt(C) * gamma[c] + bias[c]
  *   rope: (x[2i], x[2i+1]) <- (x[2i] cos - x[2i+1] sin, x[2i] sin + x[2i+1] cos)
+ *   rmsnorm_rope: rope(rmsnorm(x)), one pass on the register path (the DiT's q and k)
  * LayerNorm and RMSNorm run one block per row: statistics in two passes (mean, then the
  * centred sum of squares) with float accumulation, then the output. An f8 output is the
  * fused norm + modulation + quantization (max|y| of the row, then the codes), so the
@@ -26,6 +27,8 @@ struct norm_args {
     int64_t rows, dim;
     float eps;
     int rms;
+    const float4 *rope; /* rmsnorm_rope: cossin [rows, rope_half, 2] as pairs of pairs, or NULL */
+    int rope_half;      /* rotated pairs per head (even) */
 };
 
 __device__ __forceinline__ float norm_value(const norm_args &a, int64_t base, int64_t c, float mean, float rstd) {
@@ -142,6 +145,12 @@ template <int V> __global__ void __launch_bounds__(NR_THREADS) norm_reg_kernel(n
             vec4_apply(a.b, c, v[i], 1);
             vec4_apply(a.scale, c, v[i], 2);
             vec4_apply(a.shift, c, v[i], 1);
+            if (a.rope) { /* elements c .. c+3: pairs c/2 and c/2 + 1 of the head, c/2 even */
+                const float4 cs = a.rope[(r * a.rope_half + (c / 2) % a.rope_half) / 2];
+                const float x0 = v[i][0], x1 = v[i][1], x2 = v[i][2], x3 = v[i][3];
+                v[i][0] = x0 * cs.x - x1 * cs.y, v[i][1] = x0 * cs.y + x1 * cs.x;
+                v[i][2] = x2 * cs.z - x3 * cs.w, v[i][3] = x2 * cs.w + x3 * cs.z;
+            }
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 amax = fmaxf(amax, fabsf(v[i][e]));
@@ -189,9 +198,20 @@ static const norm_reg_fn norm_reg_table[16] = {
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+/* Whether a norm of these operands takes the register path (rows of dim = 512 k, k <= 16). */
+static int norm_reg_fits(const au_tensor *x, const au_tensor *y, const au_tensor *w, const au_tensor *b,
+                         const au_tensor *shift, const au_tensor *scale) {
+    int64_t dim = x->shape[x->ndim - 1];
+    return dim % (4 * NR_THREADS) == 0 && dim / (4 * NR_THREADS) <= 16 &&
+           (x->dtype == AU_F32 || x->dtype == AU_BF16) && aligned16(x->data) && aligned16(y->data) &&
+           (!w || aligned16(w->data)) && (!b || aligned16(b->data)) && (!shift || aligned16(shift->data)) &&
+           (!scale || aligned16(scale->data));
+}
+
+/* rope / rope_half: rmsnorm_rope's table, for the register path only (the caller checks that it fits). */
 static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_tensor *x, const au_tensor *w,
                        const au_tensor *b, const au_tensor *shift, const au_tensor *scale, float eps, int rms,
-                       au_err *err) {
+                       const float4 *rope, int rope_half, au_err *err) {
     cuda_state *cs = cuda_of(be);
     TRY_RC(cuda_check_readable(op, "x", x, err));
     TRY_RC(cuda_check_writable(op, "y", y, 1, err));
@@ -230,12 +250,9 @@ static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_te
     a.shift = shift ? (const float *)shift->data : NULL;
     a.scale = scale ? (const float *)scale->data : NULL;
     a.rows = rows, a.dim = dim, a.eps = eps, a.rms = rms;
+    a.rope = rope, a.rope_half = rope_half;
     int grid = (int)(rows < 65535 * 8 ? rows : 65535 * 8);
-    int fast = dim % (4 * NR_THREADS) == 0 && dim / (4 * NR_THREADS) <= 16 &&
-               (x->dtype == AU_F32 || x->dtype == AU_BF16) && aligned16(x->data) && aligned16(y->data) &&
-               (!w || aligned16(w->data)) && (!b || aligned16(b->data)) && (!shift || aligned16(shift->data)) &&
-               (!scale || aligned16(scale->data));
-    if (fast) {
+    if (norm_reg_fits(x, y, w, b, shift, scale)) {
         norm_reg_table[dim / (4 * NR_THREADS) - 1](a, grid, cs->stream);
     } else {
         int threads = dim >= 2048 ? 512 : (dim >= 512 ? 256 : 128);
@@ -247,11 +264,11 @@ static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_te
 
 int cuda_layernorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, const au_tensor *b,
                    const au_tensor *shift, const au_tensor *scale, float eps, au_err *err) {
-    return norm_launch(be, "layernorm", y, x, w, b, shift, scale, eps, 0, err);
+    return norm_launch(be, "layernorm", y, x, w, b, shift, scale, eps, 0, NULL, 0, err);
 }
 
 int cuda_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps, au_err *err) {
-    return norm_launch(be, "rmsnorm", y, x, w, NULL, NULL, NULL, eps, 1, err);
+    return norm_launch(be, "rmsnorm", y, x, w, NULL, NULL, NULL, eps, 1, NULL, 0, err);
 }
 
 /* ---- channel RMS norm (VAE) ---- */
@@ -340,6 +357,28 @@ int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads
                                                                         row / 2, row / n_heads / 2);
     CUDA_LAUNCHED();
     return 0;
+}
+
+/* ---- rmsnorm + rope ---- */
+
+int cuda_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
+                      const au_tensor *cossin, int n_heads, au_err *err) {
+    const char *op = "rmsnorm_rope";
+    TRY_RC(cuda_check_readable(op, "x", x, err));
+    TRY_RC(cuda_check_writable(op, "y", y, 0, err));
+    TRY_RC(be_check_tensor(op, "cossin", cossin, err));
+    char sx[96], sc[96];
+    int64_t row = x->shape[x->ndim - 1], n = au_rows(x);
+    if (cossin->dtype != AU_F32 || n_heads < 1 || row % n_heads != 0 || (row / n_heads) % 2 != 0 ||
+        au_numel(cossin) != n * (row / n_heads))
+        return au_errf(err, AU_EINVAL,
+                       "%s: x %s, cossin %s, %d heads: expected x [n, H*D] with D even and cossin [n, D/2, 2] f32", op,
+                       au_shape_str(x, sx, sizeof sx), au_shape_str(cossin, sc, sizeof sc), n_heads);
+    const int64_t half = row / n_heads / 2;
+    if (half % 2 == 0 && aligned16(cossin->data) && n > 0 && norm_reg_fits(x, y, w, NULL, NULL, NULL))
+        return norm_launch(be, op, y, x, w, NULL, NULL, NULL, eps, 1, (const float4 *)cossin->data, (int)half, err);
+    TRY_RC(cuda_rmsnorm(be, y, x, w, eps, err));
+    return cuda_rope(be, y, cossin, n_heads, err);
 }
 
 /* ---- embed ---- */

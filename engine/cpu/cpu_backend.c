@@ -282,6 +282,7 @@ static const au_backend_ops cpu_ops = {
     .rmsnorm = cpu_rmsnorm,
     .rmsnorm_channels = cpu_rmsnorm_channels,
     .rope = cpu_rope,
+    .rmsnorm_rope = cpu_rmsnorm_rope,
     .attention = cpu_attention,
     .add = cpu_add,
     .mul = cpu_mul,

@@ -73,6 +73,8 @@ int cpu_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tenso
 int cpu_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
                          const au_tensor *bias, au_err *err);
 int cpu_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);
+int cpu_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
+                     const au_tensor *cossin, int n_heads, au_err *err);
 int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
                   int n_heads, float scale, const au_tensor *bias, au_err *err);
 int cpu_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);

@@ -259,3 +259,12 @@ int cpu_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads,
     cpu_parallel_for(cpu_of(be), n, 16, rope_range, &j);
     return 0;
 }
+
+/* ---- rmsnorm + rope ---- */
+
+/* The reference composition: the CPU backend is float32 throughout, so one pass or two agree. */
+int cpu_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
+                     const au_tensor *cossin, int n_heads, au_err *err) {
+    int rc = cpu_rmsnorm(be, y, x, w, eps, err);
+    return rc < 0 ? rc : cpu_rope(be, y, cossin, n_heads, err);
+}
