@@ -47,6 +47,8 @@ typedef enum au_weight_kind {
     AU_W_VECTOR,     /* bias, norm gamma, modulation table: always float32 */
     AU_W_EMBED,      /* embedding table [vocab, dim], read by be_embed */
     AU_W_F32,        /* any weight that must stay float32 (time-embedding MLP, small heads) */
+    AU_W_MATRIX16,   /* a linear matrix never quantized (bf16 on the GPU in every precision): the text
+                        encoder, which runs once a job, where e4m3 costs accuracy and saves little */
 } au_weight_kind;
 
 typedef struct au_backend_ops {

@@ -11,6 +11,8 @@
  * layer's [num_buckets, heads] embedding, kept float32 on the backend. For each encode the host
  * computes the bucket of every (i, j) once (ids [n n]); per layer B is built on the backend as
  * an embedding lookup of those ids (rows [n n, heads]) and one transpose to [heads, n n].
+ * The linears are AU_W_MATRIX16, 16-bit in every precision: the encoder runs once a job, and
+ * e4m3 weights and inputs cost its output ~10% (tests/gpu/test_cuda_models.c).
  *
  * Tensor table (HF name | official .pth name, shape, kind); inner = num_heads * d_kv:
  *   shared.weight (or encoder.embed_tokens.weight) | token_embedding.weight  [vocab, dim] embed
@@ -204,15 +206,15 @@ int umt5_load(umt5 **out, au_backend *be, const st_set *st, const umt5_config *c
     for (int l = 0; l < c->num_layers; l++) {
         umt5_block *b = &m->blocks[l];
         add_block_spec(specs, &n, cap, &b->norm1, AU_W_VECTOR, 1, c->dim, 0, B_NORM1, l);
-        add_block_spec(specs, &n, cap, &b->q, AU_W_MATRIX, 2, inner, c->dim, B_Q, l);
-        add_block_spec(specs, &n, cap, &b->k, AU_W_MATRIX, 2, inner, c->dim, B_K, l);
-        add_block_spec(specs, &n, cap, &b->v, AU_W_MATRIX, 2, inner, c->dim, B_V, l);
-        add_block_spec(specs, &n, cap, &b->o, AU_W_MATRIX, 2, c->dim, inner, B_O, l);
+        add_block_spec(specs, &n, cap, &b->q, AU_W_MATRIX16, 2, inner, c->dim, B_Q, l);
+        add_block_spec(specs, &n, cap, &b->k, AU_W_MATRIX16, 2, inner, c->dim, B_K, l);
+        add_block_spec(specs, &n, cap, &b->v, AU_W_MATRIX16, 2, inner, c->dim, B_V, l);
+        add_block_spec(specs, &n, cap, &b->o, AU_W_MATRIX16, 2, c->dim, inner, B_O, l);
         add_block_spec(specs, &n, cap, &b->pos, AU_W_F32, 2, c->num_buckets, c->num_heads, B_POS, l);
         add_block_spec(specs, &n, cap, &b->norm2, AU_W_VECTOR, 1, c->dim, 0, B_NORM2, l);
-        add_block_spec(specs, &n, cap, &b->gate, AU_W_MATRIX, 2, c->ffn_dim, c->dim, B_GATE, l);
-        add_block_spec(specs, &n, cap, &b->fc1, AU_W_MATRIX, 2, c->ffn_dim, c->dim, B_FC1, l);
-        add_block_spec(specs, &n, cap, &b->fc2, AU_W_MATRIX, 2, c->dim, c->ffn_dim, B_FC2, l);
+        add_block_spec(specs, &n, cap, &b->gate, AU_W_MATRIX16, 2, c->ffn_dim, c->dim, B_GATE, l);
+        add_block_spec(specs, &n, cap, &b->fc1, AU_W_MATRIX16, 2, c->ffn_dim, c->dim, B_FC1, l);
+        add_block_spec(specs, &n, cap, &b->fc2, AU_W_MATRIX16, 2, c->dim, c->ffn_dim, B_FC2, l);
     }
     int64_t dim_shape[1] = {c->dim};
     s = weights_add(specs, &n, cap, &m->final_norm, AU_W_VECTOR, 1, dim_shape, "%s", final_norm_names[0]);
@@ -257,12 +259,12 @@ const umt5_config *umt5_get_config(const umt5 *m) { return &m->cfg; }
 /* Activations of one encode, all from the caller's arena. */
 typedef struct umt5_bufs {
     au_tensor x;          /* [n, dim] act: residual stream */
-    au_tensor h;          /* [n, dim] gemm_in: normed input of q/k/v and of the FFN */
+    au_tensor h;          /* [n, dim] act: normed input of q/k/v and of the FFN */
     au_tensor q, k, v;    /* [n, inner] act */
-    au_tensor attn;       /* [n, inner] gemm_in */
+    au_tensor attn;       /* [n, inner] act */
     au_tensor proj;       /* [n, dim] act: output of o and of fc2 */
     au_tensor gate, fc1;  /* [n, ffn] act */
-    au_tensor hidden;     /* [n, ffn] gemm_in: gelu(gate) * fc1 */
+    au_tensor hidden;     /* [n, ffn] act: gelu(gate) * fc1 */
     au_tensor bias_rows;  /* [n n, heads] f32: the position bias as looked up */
     au_tensor bias;       /* [heads, n, n] f32 */
 } umt5_bufs;
@@ -288,20 +290,20 @@ static void layout_tensor(umt5_layout *L, au_dtype dt, int ndim, const int64_t *
 
 static void layout_bufs(const umt5 *m, int n, umt5_layout *L, umt5_bufs *t) {
     const umt5_config *c = &m->cfg;
-    au_dtype a = m->be->act_dtype, g = m->be->gemm_in_dtype;
+    au_dtype a = m->be->act_dtype; /* the linears' inputs too: they run in 16 bits (AU_W_MATRIX16) */
     int64_t inner = (int64_t)c->num_heads * c->d_kv;
     int64_t nd[2] = {n, c->dim}, ni[2] = {n, inner}, nf[2] = {n, c->ffn_dim};
     int64_t hnn[3] = {c->num_heads, n, n}, nnh[2] = {(int64_t)n * n, c->num_heads};
     layout_tensor(L, a, 2, nd, &t->x);
-    layout_tensor(L, g, 2, nd, &t->h);
+    layout_tensor(L, a, 2, nd, &t->h);
     layout_tensor(L, a, 2, ni, &t->q);
     layout_tensor(L, a, 2, ni, &t->k);
     layout_tensor(L, a, 2, ni, &t->v);
-    layout_tensor(L, g, 2, ni, &t->attn);
+    layout_tensor(L, a, 2, ni, &t->attn);
     layout_tensor(L, a, 2, nd, &t->proj);
     layout_tensor(L, a, 2, nf, &t->gate);
     layout_tensor(L, a, 2, nf, &t->fc1);
-    layout_tensor(L, g, 2, nf, &t->hidden);
+    layout_tensor(L, a, 2, nf, &t->hidden);
     layout_tensor(L, AU_F32, 2, nnh, &t->bias_rows);
     layout_tensor(L, AU_F32, 3, hnn, &t->bias);
 }

@@ -4,8 +4,10 @@
  * Weights are converted on the device: host rows (any file dtype) are staged in scratch in
  * chunks of at most WEIGHT_STAGE_BYTES and converted by a kernel into the arena:
  *   AU_W_MATRIX  fp8: e4m3 codes + float32 scale per dim-0 row (per output channel),
- *                     scale = max|row| / 448; an f8 file tensor keeps its codes and scales.
+ *                     scale = max|row| / 448; an f8 file tensor keeps its codes and scales;
+ *                     convolution kernels (more than 2 dims) bf16, as backend.h promises.
  *                bf16: bf16 (f8 files dequantized with their scales).
+ *   AU_W_MATRIX16 bf16 in both precisions.
  *   AU_W_EMBED   bf16.   AU_W_VECTOR, AU_W_F32: float32.
  * weight_bytes reports exactly the 256-byte-rounded allocations weight_load makes.
  */
@@ -162,16 +164,17 @@ static int cuda_sync(au_backend *be, au_err *err) {
 
 /* ---- weights ---- */
 
-static au_dtype weight_dtype(const cuda_state *cs, au_weight_kind kind) {
+static au_dtype weight_dtype(const cuda_state *cs, au_weight_kind kind, int ndim) {
     switch (kind) {
-    case AU_W_MATRIX: return cs->precision == BE_CUDA_FP8 ? AU_F8_E4M3 : AU_BF16;
+    case AU_W_MATRIX: return cs->precision == BE_CUDA_FP8 && ndim <= 2 ? AU_F8_E4M3 : AU_BF16;
+    case AU_W_MATRIX16:
     case AU_W_EMBED: return AU_BF16;
     default: return AU_F32;
     }
 }
 
 static size_t cuda_weight_bytes(au_backend *be, const au_tensor *src, au_weight_kind kind) {
-    au_dtype dt = weight_dtype(cuda_of(be), kind);
+    au_dtype dt = weight_dtype(cuda_of(be), kind, src->ndim);
     size_t n = cuda_round256((size_t)au_numel(src) * au_dtype_size(dt));
     if (dt == AU_F8_E4M3)
         n += cuda_round256((size_t)(src->ndim ? src->shape[0] : 1) * sizeof(float));
@@ -188,10 +191,11 @@ static int cuda_weight_load(au_backend *be, au_arena *arena, const au_tensor *sr
     TRY_RC(cuda_check_readable(op, "src", &in, err));
     if (!arena || !dst)
         return au_errf(err, AU_EINVAL, "%s: arena or dst is NULL", op);
-    if (kind != AU_W_MATRIX && kind != AU_W_VECTOR && kind != AU_W_EMBED && kind != AU_W_F32)
+    if (kind != AU_W_MATRIX && kind != AU_W_MATRIX16 && kind != AU_W_VECTOR && kind != AU_W_EMBED &&
+        kind != AU_W_F32)
         return au_errf(err, AU_EINVAL, "%s: unknown weight kind %d", op, (int)kind);
     char s[96];
-    au_dtype dt = weight_dtype(cs, kind);
+    au_dtype dt = weight_dtype(cs, kind, in.ndim);
     int64_t numel = au_numel(&in), rows = in.shape[0], row_len = rows > 0 ? numel / rows : 0;
     au_tensor out = in;
     out.dtype = dt;

@@ -191,6 +191,7 @@ static int cpu_sync(au_backend *be, au_err *err) {
 static size_t cpu_weight_bytes(au_backend *be, const au_tensor *src, au_weight_kind kind) {
     switch (kind) {
     case AU_W_MATRIX:
+    case AU_W_MATRIX16:
     case AU_W_EMBED:
         if (src->dtype == AU_F8_E4M3)
             return ARENA_ROUND((size_t)(src->ndim ? src->shape[0] : 1) * sizeof(float));
@@ -215,6 +216,7 @@ static int cpu_weight_load(au_backend *be, au_arena *arena, const au_tensor *src
     char s[96];
     switch (kind) {
     case AU_W_MATRIX:
+    case AU_W_MATRIX16:
     case AU_W_EMBED:
         *dst = in;
         if (in.dtype != AU_F8_E4M3) {

@@ -2,8 +2,9 @@
 /* test_cuda_models.c - the tiny-random model (models/tiny-random) end to end on the CUDA
  * backend against the float32 CPU backend, same weights and inputs: UMT5 encode, a DiT
  * forward, VAE decode and encode. Whole-model relative errors: bf16 precision within 5e-2,
- * fp8 within 1.5e-1 (every linear input and weight quantized to e4m3 along the way); the
- * values are printed. A wrong op gives errors near 1.
+ * fp8 within 1.5e-1 (the DiT's linear inputs and weights quantized to e4m3 along the way), UMT5
+ * within 5e-2 in both (its linears stay 16-bit); the values are printed. A wrong op gives
+ * errors near 1.
  */
 #include "test_cuda_util.h"
 #include "safetensors.h"
@@ -63,7 +64,7 @@ static void run_models(tctx *T) {
         pair out = out_pair(T, AU_F32, SHAPE(13, cfg.dim));
         MUST(umt5_encode(mc, ca, ids, 13, &out.c, err));
         MUST(umt5_encode(mg, ga, ids, 13, &out.g, err));
-        model_check(T, "umt5 encode, 13 tokens", &out, tol);
+        model_check(T, "umt5 encode, 13 tokens", &out, 5e-2); /* 16-bit linears in both precisions */
         umt5_free(mc);
         umt5_free(mg);
         st_close(st);
