@@ -2,8 +2,9 @@
 /* test_cuda_pipeline.c - the whole text-to-video job on the CUDA backend against the CPU
  * backend: models/tiny-random, same prompt and seed, bf16 and FP8 precision. Compares the
  * uint8 frames: mean absolute difference and PSNR, printed; asserts the video stays the same
- * picture (PSNR >= 30 dB in bf16, >= 20 dB in FP8 on this random-weight model, whose
- * output is noise-like and so the hardest case for small numeric differences), that every
+ * picture (PSNR >= 30 dB in bf16 and in FP8, where only the DiT's linears are e4m3, on this
+ * random-weight model, whose output is noise-like and so the hardest case for small numeric
+ * differences; measured 49 and 42 dB on an H100), that every
  * frame was written, and that a second run is deterministic.
  */
 #include <math.h>
@@ -68,7 +69,7 @@ int main(void) {
     printf("cuda fp8  vs cpu f32: PSNR %.1f dB, mean |diff| %.2f levels\n", p_f, mad_f);
     printf("cuda fp8 run twice:   PSNR %.1f dB\n", p_r);
     CHECK(p_b >= 30.0, "bf16 PSNR %.1f dB", p_b);
-    CHECK(p_f >= 20.0, "fp8 PSNR %.1f dB", p_f);
+    CHECK(p_f >= 30.0, "fp8 PSNR %.1f dB", p_f);
     CHECK(p_r >= 99.0, "fp8 not deterministic: PSNR %.1f dB", p_r);
     au_video_free(&cpu);
     au_video_free(&bf16);
