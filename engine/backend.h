@@ -34,6 +34,7 @@
 
 typedef struct au_backend au_backend;
 typedef struct au_arena au_arena;
+typedef struct au_graph au_graph; /* a recorded sequence of ops (record_begin .. record_end) */
 
 typedef enum au_act {
     AU_ACT_NONE = 0,
@@ -99,6 +100,12 @@ typedef struct au_backend_ops {
      * with rope's cossin and n_heads; y may alias x. */
     int (*rmsnorm_rope)(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
                         const au_tensor *cossin, int n_heads, au_err *err);
+    /* The DiT's residual and the norm after it in one pass: x += y * gate (gate NULL: plain
+     * add), then h = layernorm(x, w, b, shift, scale, eps) exactly as layernorm. h must not
+     * alias x or y. */
+    int (*add_gated_layernorm)(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate,
+                               au_tensor *h, const au_tensor *w, const au_tensor *b, const au_tensor *shift,
+                               const au_tensor *scale, float eps, au_err *err);
     /* out[nq, H*D] = softmax(scale * q k^T + bias) v per head h, with q [nq, H*D], k and v
      * [nk, H*D] (head h = columns h*D..h*D+D-1); bias NULL or float32 [H, nq, nk]. */
     int (*attention)(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k,
@@ -143,6 +150,17 @@ typedef struct au_backend_ops {
     /* Time doubling of the VAE's upsample3d: x [2C, T, H, W] -> y [C, 2T, H, W],
      * y[c, 2t+i] = x[i*C + c, t]. */
     int (*time_interleave)(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
+
+    /* Recording (NULL on a backend that only runs ops as they come, the CPU one; engine/replay.h
+     * is how model code uses it). Between record_begin and record_end the ops are recorded, not
+     * run; record_end returns the graph (or, given out NULL, drops the recording, as after an op
+     * failed). graph_run runs the recorded ops again on the same memory, whatever it holds then;
+     * it fails with AU_ECONFLICT when the backend's own scratch memory moved since the recording
+     * (record again). While recording, an op that would have to allocate or wait on the host fails. */
+    int (*record_begin)(au_backend *be, au_err *err);
+    int (*record_end)(au_backend *be, au_graph **out, au_err *err);
+    int (*graph_run)(au_backend *be, au_graph *g, au_err *err);
+    void (*graph_free)(au_backend *be, au_graph *g);
 } au_backend_ops;
 
 struct au_backend {
@@ -183,6 +201,7 @@ au_backend *be_arena_backend(const au_arena *a);
 #define be_rmsnorm_channels(be, ...) AU_BE_CALL(be, rmsnorm_channels, __VA_ARGS__)
 #define be_rope(be, ...) AU_BE_CALL(be, rope, __VA_ARGS__)
 #define be_rmsnorm_rope(be, ...) AU_BE_CALL(be, rmsnorm_rope, __VA_ARGS__)
+#define be_add_gated_layernorm(be, ...) AU_BE_CALL(be, add_gated_layernorm, __VA_ARGS__)
 #define be_attention(be, ...) AU_BE_CALL(be, attention, __VA_ARGS__)
 #define be_add(be, ...) AU_BE_CALL(be, add, __VA_ARGS__)
 #define be_mul(be, ...) AU_BE_CALL(be, mul, __VA_ARGS__)

@@ -32,6 +32,7 @@
  * end and every rank unpatchifies the whole output.
  */
 #include "wan_dit.h"
+#include "replay.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -77,6 +78,7 @@ struct wan_dit {
     au_arena *rope_arena;
     au_tensor rope;
     int rope_grid[3];
+    au_replay replay; /* recorded forwards (one rank): engine/replay.h */
 };
 
 struct dit_text {
@@ -99,7 +101,7 @@ typedef struct dit_plan {
     au_tensor patches; /* [N, in_dim*pt*ph*pw] gemm_in (all tokens: patchify takes the whole grid) */
     au_tensor rope;    /* [n, hd/2, 2] float32: this rank's rows of the RoPE table (a view) */
     au_tensor x;       /* [n, D] float32 residual stream */
-    au_tensor mod;     /* [6, D] float32 block modulation */
+    au_tensor mod[2];  /* [6, D] float32 modulation of block i in mod[i % 2] (the next one's is made early) */
     au_tensor h;       /* [n, D] gemm_in: normalised input of q/k/v or ffn0 */
     au_tensor q, k, v; /* [n, D] act */
     au_tensor attn;    /* [n, D] gemm_in: attention output, input of o */
@@ -290,6 +292,7 @@ int dit_load(wan_dit **out, au_backend *be, const st_set *st, const dit_config *
         return au_errf(err, AU_ENOMEM, "dit: model struct");
     d->be = be;
     d->cfg = *cfg;
+    replay_init(&d->replay, be);
     d->blocks = calloc((size_t)cfg->num_layers, sizeof *d->blocks);
     d->host_sinusoid = malloc((size_t)cfg->freq_dim * sizeof(float));
     int cap = DIT_SPECS_GLOBAL + DIT_SPECS_PER_BLOCK * cfg->num_layers, n = 0;
@@ -323,6 +326,7 @@ fail:
 void dit_free(wan_dit *d) {
     if (!d)
         return;
+    replay_clear(&d->replay);
     if (d->rope_arena)
         be_arena_destroy(d->rope_arena);
     if (d->weights)
@@ -454,7 +458,8 @@ static int dit_plan_alloc(const wan_dit *d, au_arena *act, int64_t n_tok, int64_
     AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->e0, err));
     AU_TRY(dit_tensor2(act, gin, n_tok, c->in_dim * pv, &p->patches, err));
     AU_TRY(dit_tensor2(act, AU_F32, n_loc, D, &p->x, err));
-    AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->mod, err));
+    AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->mod[0], err));
+    AU_TRY(dit_tensor2(act, AU_F32, 6, D, &p->mod[1], err));
     AU_TRY(dit_tensor2(act, gin, n_loc, D, &p->h, err));
     AU_TRY(dit_tensor2(act, av, n_loc, D, &p->q, err));
     AU_TRY(dit_tensor2(act, av, n_loc, D, &p->k, err));
@@ -482,13 +487,11 @@ fail:
     return rc;
 }
 
-/* p->e [1, D] and p->e0 [6, D], float32, from timestep t. */
-static int dit_time_embed(wan_dit *d, dit_plan *p, float t, au_err *err) {
+/* p->e [1, D] and p->e0 [6, D], float32, from the sinusoid of the timestep in p->sinus. */
+static int dit_time_embed(wan_dit *d, dit_plan *p, au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
     int rc = 0;
-    dit_time_sinusoid(d->host_sinusoid, c->freq_dim, (double)t);
-    DIT_TRY(be_upload(be, &p->sinus, d->host_sinusoid, err), "time: upload sinusoid");
     DIT_TRY(be_linear(be, &p->e_hid, &p->sinus, &d->time0.w, &d->time0.b, AU_ACT_SILU, err), "time_embedding.0");
     DIT_TRY(be_linear(be, &p->e, &p->e_hid, &d->time2.w, &d->time2.b, AU_ACT_NONE, err), "time_embedding.2");
     DIT_TRY(be_activate(be, &p->e_silu, &p->e, AU_ACT_SILU, err), "time_projection.0");
@@ -556,22 +559,33 @@ fail:
     return rc;
 }
 
-static int dit_block_forward(wan_dit *d, const dit_block *b, dit_plan *p, const au_tensor *text_k,
-                             const au_tensor *text_v, au_err *err) {
+/* Block i's modulation into p->mod[i % 2], then (next NULL) h = norm1 of x. */
+static int dit_block_modulation(wan_dit *d, int i, dit_plan *p, au_err *err) {
+    au_backend *be = d->be;
+    int rc = 0;
+    au_tensor *mod = &p->mod[i % 2];
+    DIT_TRY(be_add(be, mod, &d->blocks[i].modulation, &p->e0, err), "modulation of block %d", i);
+fail:
+    return rc;
+}
+
+/* Block i, with h = LN(x)(1 + m1) + m0 already made (by the previous block's last op, or by
+ * dit_run for block 0); it ends by making the next block's h the same way, in the pass that adds
+ * the FFN branch to x. */
+static int dit_block_forward(wan_dit *d, int i, dit_plan *p, const au_tensor *text_k, const au_tensor *text_v,
+                             au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
+    const dit_block *b = &d->blocks[i];
     const int heads = c->num_heads;
     const float scale = 1.0f / sqrtf((float)(c->dim / heads));
     const float eps = c->eps;
     int rc = 0;
     au_tensor m[6];
-
-    DIT_TRY(be_add(be, &p->mod, &b->modulation, &p->e0, err), "modulation");
     for (int j = 0; j < 6; j++)
-        m[j] = dit_row(&p->mod, j);
+        m[j] = dit_row(&p->mod[i % 2], j);
 
-    /* self-attention on LN(x)(1 + m1) + m0 */
-    DIT_TRY(be_layernorm(be, &p->h, &p->x, NULL, NULL, &m[0], &m[1], eps, err), "norm1");
+    /* self-attention on h = LN(x)(1 + m1) + m0 */
     DIT_TRY(be_linear(be, &p->q, &p->h, &b->sa_q.w, &b->sa_q.b, AU_ACT_NONE, err), "self_attn.q");
     DIT_TRY(be_rmsnorm_rope(be, &p->q, &p->q, &b->sa_norm_q, eps, &p->rope, heads, err),
             "self_attn.norm_q, rope");
@@ -581,21 +595,28 @@ static int dit_block_forward(wan_dit *d, const dit_block *b, dit_plan *p, const 
     DIT_TRY(be_linear(be, &p->v, &p->h, &b->sa_v.w, &b->sa_v.b, AU_ACT_NONE, err), "self_attn.v");
     AU_TRY(dit_self_attention(d, p, err));
     DIT_TRY(be_linear(be, &p->y, &p->attn, &b->sa_o.w, &b->sa_o.b, AU_ACT_NONE, err), "self_attn.o");
-    DIT_TRY(be_add_gated(be, &p->x, &p->y, &m[2], err), "self_attn residual");
 
     /* cross-attention: queries from norm3(x), keys/values precomputed from the text */
-    DIT_TRY(be_layernorm(be, &p->h, &p->x, &b->norm3_w, &b->norm3_b, NULL, NULL, eps, err), "norm3");
+    DIT_TRY(be_add_gated_layernorm(be, &p->x, &p->y, &m[2], &p->h, &b->norm3_w, &b->norm3_b, NULL, NULL, eps, err),
+            "self_attn residual, norm3");
     DIT_TRY(be_linear(be, &p->q, &p->h, &b->ca_q.w, &b->ca_q.b, AU_ACT_NONE, err), "cross_attn.q");
     DIT_TRY(be_rmsnorm(be, &p->q, &p->q, &b->ca_norm_q, eps, err), "cross_attn.norm_q");
     DIT_TRY(be_attention(be, &p->attn, &p->q, text_k, text_v, heads, scale, NULL, err), "cross_attn");
     DIT_TRY(be_linear(be, &p->y, &p->attn, &b->ca_o.w, &b->ca_o.b, AU_ACT_NONE, err), "cross_attn.o");
-    DIT_TRY(be_add_gated(be, &p->x, &p->y, NULL, err), "cross_attn residual");
 
     /* FFN on LN(x)(1 + m4) + m3 */
-    DIT_TRY(be_layernorm(be, &p->h, &p->x, NULL, NULL, &m[3], &m[4], eps, err), "norm2");
+    DIT_TRY(be_add_gated_layernorm(be, &p->x, &p->y, NULL, &p->h, NULL, NULL, &m[3], &m[4], eps, err),
+            "cross_attn residual, norm2");
     DIT_TRY(be_linear(be, &p->ffn, &p->h, &b->ffn0.w, &b->ffn0.b, AU_ACT_GELU_TANH, err), "ffn.0");
     DIT_TRY(be_linear(be, &p->y, &p->ffn, &b->ffn2.w, &b->ffn2.b, AU_ACT_NONE, err), "ffn.2");
-    DIT_TRY(be_add_gated(be, &p->x, &p->y, &m[5], err), "ffn residual");
+    if (i + 1 == c->num_layers) {
+        DIT_TRY(be_add_gated(be, &p->x, &p->y, &m[5], err), "ffn residual");
+        return 0;
+    }
+    AU_TRY(dit_block_modulation(d, i + 1, p, err));
+    const au_tensor n0 = dit_row(&p->mod[(i + 1) % 2], 0), n1 = dit_row(&p->mod[(i + 1) % 2], 1);
+    DIT_TRY(be_add_gated_layernorm(be, &p->x, &p->y, &m[5], &p->h, NULL, NULL, &n0, &n1, eps, err),
+            "ffn residual, norm1 of block %d", i + 1);
 fail:
     return rc;
 }
@@ -661,6 +682,56 @@ static int dit_check_split(const wan_dit *d, const au_comm *comm, int64_t n_tok,
     return 0;
 }
 
+/* Everything of a forward after the sinusoid upload: the unit replay_run records. */
+typedef struct dit_run_ctx {
+    wan_dit *d;
+    dit_plan *p;
+    const au_tensor *x;
+    int64_t row0;
+    const dit_text *text;
+    au_tensor *out;
+} dit_run_ctx;
+
+static int dit_run(void *ctx, au_err *err) {
+    const dit_run_ctx *r = ctx;
+    wan_dit *d = r->d;
+    int rc = 0;
+    AU_TRY(dit_time_embed(d, r->p, err));
+    AU_TRY(dit_patch_embed(d, r->x, r->row0, r->p, err));
+    if (d->cfg.num_layers > 0) { /* block 0's h; each block makes the next one's */
+        AU_TRY(dit_block_modulation(d, 0, r->p, err));
+        const au_tensor m0 = dit_row(&r->p->mod[0], 0), m1 = dit_row(&r->p->mod[0], 1);
+        if ((rc = be_layernorm(d->be, &r->p->h, &r->p->x, NULL, NULL, &m0, &m1, d->cfg.eps, err)) < 0)
+            return au_err_prefix(err, "block 0: norm1");
+    }
+    for (int i = 0; i < d->cfg.num_layers; i++) {
+        rc = dit_block_forward(d, i, r->p, &r->text->kv[2 * i], &r->text->kv[2 * i + 1], err);
+        if (rc < 0)
+            return au_err_prefix(err, "block %d", i);
+    }
+    AU_TRY(dit_head_forward(d, r->p, r->out, err));
+fail:
+    return rc;
+}
+
+/* What a recorded forward depends on besides the weights: the memory of its input, output,
+ * activations (the arena's layout follows from the shapes and its first address), RoPE table
+ * and text conditioning. */
+static uint64_t dit_replay_key(const wan_dit *d, const dit_plan *p, const au_tensor *x, const dit_text *text,
+                               const au_tensor *out) {
+    uint64_t k = REPLAY_KEY0;
+    k = replay_key_ptr(k, x->data);
+    k = replay_key_ptr(k, out->data);
+    for (int i = 0; i < x->ndim; i++)
+        k = replay_key_i64(k, x->shape[i]);
+    k = replay_key_ptr(k, p->sinus.data);
+    k = replay_key_ptr(k, p->head_out.data);
+    k = replay_key_ptr(k, d->rope.data);
+    for (int i = 0; i < 2 * text->n_layers; i++)
+        k = replay_key_ptr(k, text->kv[i].data);
+    return k;
+}
+
 int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
                    au_comm *comm, au_tensor *out, au_err *err) {
     const dit_config *c = &d->cfg;
@@ -689,16 +760,17 @@ int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const
     }
     AU_TRY(dit_rope_ensure(d, grid, err));
     p.rope = au_view_rows(&d->rope, row0, n_loc);
-    AU_TRY(dit_time_embed(d, &p, t, err));
-    AU_TRY(dit_patch_embed(d, x, row0, &p, err));
-    for (int i = 0; i < c->num_layers; i++) {
-        rc = dit_block_forward(d, &d->blocks[i], &p, &text->kv[2 * i], &text->kv[2 * i + 1], err);
-        if (rc < 0) {
-            au_err_prefix(err, "block %d", i);
-            goto fail;
-        }
+    /* the one host value of the forward goes in before the (possibly recorded) ops */
+    dit_time_sinusoid(d->host_sinusoid, c->freq_dim, (double)t);
+    if ((rc = be_upload(d->be, &p.sinus, d->host_sinusoid, err)) < 0) {
+        au_err_prefix(err, "time: upload sinusoid");
+        goto fail;
     }
-    AU_TRY(dit_head_forward(d, &p, out, err));
+    dit_run_ctx run = {d, &p, x, row0, text, out};
+    if (comm) /* the collectives run on their own stream or the host: never recorded */
+        AU_TRY(dit_run(&run, err));
+    else
+        AU_TRY(replay_run(&d->replay, dit_replay_key(d, &p, x, text, out), dit_run, &run, err));
     return 0;
 fail:
     return au_err_prefix(err, "dit forward");

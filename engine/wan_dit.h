@@ -58,7 +58,9 @@ void dit_text_free(dit_text *text);
 /* x [in_dim, F, H, W] float32, t the timestep in [0, 1000], out [out_dim, F, H, W]
  * float32 (caller-allocated, not from act). F, H, W must be multiples of the patch.
  * act is reset first and holds all activations: a second call with the same shapes
- * allocates nothing from the backend. */
+ * allocates nothing from the backend. On a backend that records (CUDA), the second call on
+ * the same memory (x, out, act, text) is recorded and later ones replay the recording
+ * (engine/replay.h), one launch per forward. */
 int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
                 au_tensor *out, au_err *err);
 

@@ -43,6 +43,9 @@ int cuda_fail_lt(au_err *err, const char *op, const char *what, const char *file
 
 int cuda_scratch(cuda_state *cs, size_t bytes, void **out, const char *op, au_err *err) {
     if (bytes > cs->scratch_bytes) {
+        if (cs->recording) /* the recording would keep the old buffer */
+            return au_errf(err, AU_ECONFLICT, "%s: needs %zu bytes of scratch (has %zu) while recording", op, bytes,
+                           cs->scratch_bytes);
         size_t n = cs->scratch_bytes + cs->scratch_bytes / 2;
         n = cuda_round256(n > bytes ? n : bytes);
         if (cs->scratch) {
@@ -299,6 +302,7 @@ static au_backend_ops make_ops(void) {
     o.rmsnorm_channels = cuda_rmsnorm_channels;
     o.rope = cuda_rope;
     o.rmsnorm_rope = cuda_rmsnorm_rope;
+    o.add_gated_layernorm = cuda_add_gated_layernorm;
     o.attention = cuda_attention;
     o.add = cuda_add;
     o.mul = cuda_mul;
@@ -317,6 +321,10 @@ static au_backend_ops make_ops(void) {
     o.conv3d = cuda_conv3d;
     o.upsample2x = cuda_upsample2x;
     o.time_interleave = cuda_time_interleave;
+    o.record_begin = cuda_record_begin;
+    o.record_end = cuda_record_end;
+    o.graph_run = cuda_graph_run;
+    o.graph_free = cuda_graph_free;
     return o;
 }
 

@@ -48,6 +48,8 @@ typedef struct be_cuda_stats {
     uint64_t gemm_f8_as_bf16;  /* f8 linears the FP8 GEMM could not take (shape or alignment) */
     uint64_t attn_fast;        /* attention calls on the head_dim 64/128 kernel */
     uint64_t attn_generic;     /* attention calls on the any-head_dim kernel */
+    uint64_t graphs_recorded;  /* CUDA graphs made by record_end */
+    uint64_t graph_launches;   /* graph_run calls */
     int fp8_outer_vec;         /* 1 when cuBLASLt accepted per-row/per-column FP8 scales */
     char device_name[256];
     int sm_major, sm_minor;

@@ -80,6 +80,7 @@ typedef struct cuda_state {
     int fp8_outer_vec; /* probed at creation */
     int attn_rows_per_warp; /* 16 or 32: the flash kernel variant */
     int attn_wgmma;         /* 1: the FP8 attention's sm_90a wgmma kernel runs here (probed at creation) */
+    int recording;          /* 1 between record_begin and record_end (cuda_graph.cu) */
     cuda_plan *plans;  /* [CUDA_PLAN_CACHE] */
     int n_plans, next_plan;
     be_cuda_stats stats;
@@ -272,6 +273,13 @@ int cuda_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tens
 int cuda_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
                           const au_tensor *bias, au_err *err);
 int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);
+int cuda_record_begin(au_backend *be, au_err *err);
+int cuda_record_end(au_backend *be, au_graph **out, au_err *err);
+int cuda_graph_run(au_backend *be, au_graph *g, au_err *err);
+void cuda_graph_free(au_backend *be, au_graph *g);
+int cuda_add_gated_layernorm(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_tensor *h,
+                             const au_tensor *w, const au_tensor *b, const au_tensor *shift, const au_tensor *scale,
+                             float eps, au_err *err);
 int cuda_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
                       const au_tensor *cossin, int n_heads, au_err *err);
 int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,

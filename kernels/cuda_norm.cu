@@ -6,6 +6,8 @@
  *   rmsnorm_channels (x [C, S]): y[c,s] = x[c,s] / max(||x[:,s]||, 1e-12) * sqrt(C) * gamma[c] + bias[c]
  *   rope: (x[2i], x[2i+1]) <- (x[2i] cos - x[2i+1] sin, x[2i] sin + x[2i+1] cos)
  *   rmsnorm_rope: rope(rmsnorm(x)), one pass on the register path (the DiT's q and k)
+ *   add_gated_layernorm: x += y * gate, then layernorm of the new x, one pass on the register
+ *     path (the DiT's residuals before norm3 and norm2)
  * LayerNorm and RMSNorm run one block per row: statistics in two passes (mean, then the
  * centred sum of squares) with float accumulation, then the output. An f8 output is the
  * fused norm + modulation + quantization (max|y| of the row, then the codes), so the
@@ -29,6 +31,8 @@ struct norm_args {
     int rms;
     const float4 *rope; /* rmsnorm_rope: cossin [rows, rope_half, 2] as pairs of pairs, or NULL */
     int rope_half;      /* rotated pairs per head (even) */
+    cu_ref res;         /* add_gated_layernorm (register path): y added to x (f32, written back) first, */
+    const float *gate;  /* times gate[dim] or NULL; res.data NULL otherwise */
 };
 
 __device__ __forceinline__ float norm_value(const norm_args &a, int64_t base, int64_t c, float mean, float rstd) {
@@ -118,6 +122,17 @@ template <int V> __global__ void __launch_bounds__(NR_THREADS) norm_reg_kernel(n
 #pragma unroll
         for (int i = 0; i < V; i++)
             load4(a.x, base + (int64_t)(i * NR_THREADS + threadIdx.x) * 4, v[i]);
+        if (a.res.data) {
+#pragma unroll
+            for (int i = 0; i < V; i++) {
+                const int64_t c = (int64_t)(i * NR_THREADS + threadIdx.x) * 4;
+                float r[4];
+                load4(a.res, base + c, r);
+                vec4_apply(a.gate, c, r, 0);
+                v[i][0] += r[0], v[i][1] += r[1], v[i][2] += r[2], v[i][3] += r[3];
+                *(float4 *)((float *)a.x.data + base + c) = make_float4(v[i][0], v[i][1], v[i][2], v[i][3]);
+            }
+        }
         float mean = 0.0f;
         if (!a.rms) {
             float s = 0.0f;
@@ -208,10 +223,16 @@ static int norm_reg_fits(const au_tensor *x, const au_tensor *y, const au_tensor
            (!scale || aligned16(scale->data));
 }
 
-/* rope / rope_half: rmsnorm_rope's table, for the register path only (the caller checks that it fits). */
+/* What the fused ops add to a norm, on the register path only (the caller checks that it fits). */
+typedef struct norm_fused {
+    const float4 *rope; /* rmsnorm_rope's table, or NULL */
+    int rope_half;
+    const au_tensor *res, *gate; /* add_gated_layernorm's y and gate, or NULL */
+} norm_fused;
+
 static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_tensor *x, const au_tensor *w,
                        const au_tensor *b, const au_tensor *shift, const au_tensor *scale, float eps, int rms,
-                       const float4 *rope, int rope_half, au_err *err) {
+                       const norm_fused *fused, au_err *err) {
     cuda_state *cs = cuda_of(be);
     TRY_RC(cuda_check_readable(op, "x", x, err));
     TRY_RC(cuda_check_writable(op, "y", y, 1, err));
@@ -250,7 +271,12 @@ static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_te
     a.shift = shift ? (const float *)shift->data : NULL;
     a.scale = scale ? (const float *)scale->data : NULL;
     a.rows = rows, a.dim = dim, a.eps = eps, a.rms = rms;
-    a.rope = rope, a.rope_half = rope_half;
+    if (fused) {
+        a.rope = fused->rope, a.rope_half = fused->rope_half;
+        if (fused->res)
+            a.res = cu_ref_of(fused->res);
+        a.gate = fused->gate ? (const float *)fused->gate->data : NULL;
+    }
     int grid = (int)(rows < 65535 * 8 ? rows : 65535 * 8);
     if (norm_reg_fits(x, y, w, b, shift, scale)) {
         norm_reg_table[dim / (4 * NR_THREADS) - 1](a, grid, cs->stream);
@@ -264,11 +290,11 @@ static int norm_launch(au_backend *be, const char *op, au_tensor *y, const au_te
 
 int cuda_layernorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, const au_tensor *b,
                    const au_tensor *shift, const au_tensor *scale, float eps, au_err *err) {
-    return norm_launch(be, "layernorm", y, x, w, b, shift, scale, eps, 0, NULL, 0, err);
+    return norm_launch(be, "layernorm", y, x, w, b, shift, scale, eps, 0, NULL, err);
 }
 
 int cuda_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps, au_err *err) {
-    return norm_launch(be, "rmsnorm", y, x, w, NULL, NULL, NULL, eps, 1, NULL, 0, err);
+    return norm_launch(be, "rmsnorm", y, x, w, NULL, NULL, NULL, eps, 1, NULL, err);
 }
 
 /* ---- channel RMS norm (VAE) ---- */
@@ -375,10 +401,35 @@ int cuda_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au
                        "%s: x %s, cossin %s, %d heads: expected x [n, H*D] with D even and cossin [n, D/2, 2] f32", op,
                        au_shape_str(x, sx, sizeof sx), au_shape_str(cossin, sc, sizeof sc), n_heads);
     const int64_t half = row / n_heads / 2;
-    if (half % 2 == 0 && aligned16(cossin->data) && n > 0 && norm_reg_fits(x, y, w, NULL, NULL, NULL))
-        return norm_launch(be, op, y, x, w, NULL, NULL, NULL, eps, 1, (const float4 *)cossin->data, (int)half, err);
+    if (half % 2 == 0 && aligned16(cossin->data) && n > 0 && norm_reg_fits(x, y, w, NULL, NULL, NULL)) {
+        const norm_fused f = {(const float4 *)cossin->data, (int)half, NULL, NULL};
+        return norm_launch(be, op, y, x, w, NULL, NULL, NULL, eps, 1, &f, err);
+    }
     TRY_RC(cuda_rmsnorm(be, y, x, w, eps, err));
     return cuda_rope(be, y, cossin, n_heads, err);
+}
+
+/* ---- residual + layernorm ---- */
+
+int cuda_add_gated_layernorm(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_tensor *h,
+                             const au_tensor *w, const au_tensor *b, const au_tensor *shift, const au_tensor *scale,
+                             float eps, au_err *err) {
+    const char *op = "add_gated_layernorm";
+    TRY_RC(cuda_check_readable(op, "y", y, err));
+    TRY_RC(cuda_check_writable(op, "x", x, 0, err));
+    TRY_RC(cuda_check_writable(op, "h", h, 1, err));
+    TRY_RC(cuda_check_numel(op, "y", y, "x", x, err));
+    if (gate)
+        TRY_RC(cuda_check_vec(op, "gate", gate, x->shape[x->ndim - 1], err));
+    if (au_numel(x) > 0 && (h->data == x->data || h->data == y->data))
+        return au_errf(err, AU_EINVAL, "%s: h must not alias x or y", op);
+    if (x->dtype == AU_F32 && (y->dtype == AU_F32 || y->dtype == AU_BF16) && aligned16(y->data) &&
+        (!gate || aligned16(gate->data)) && au_rows(x) > 0 && norm_reg_fits(x, h, w, b, shift, scale)) {
+        const norm_fused f = {NULL, 0, y, gate};
+        return norm_launch(be, op, h, x, w, b, shift, scale, eps, 0, &f, err);
+    }
+    TRY_RC(cuda_add_gated(be, x, y, gate, err));
+    return cuda_layernorm(be, h, x, w, b, shift, scale, eps, err);
 }
 
 /* ---- embed ---- */

@@ -285,6 +285,7 @@ static const au_backend_ops cpu_ops = {
     .rmsnorm_channels = cpu_rmsnorm_channels,
     .rope = cpu_rope,
     .rmsnorm_rope = cpu_rmsnorm_rope,
+    .add_gated_layernorm = cpu_add_gated_layernorm,
     .attention = cpu_attention,
     .add = cpu_add,
     .mul = cpu_mul,

@@ -79,6 +79,9 @@ int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_t
                   int n_heads, float scale, const au_tensor *bias, au_err *err);
 int cpu_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cpu_mul(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
+int cpu_add_gated_layernorm(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_tensor *h,
+                            const au_tensor *w, const au_tensor *b, const au_tensor *shift, const au_tensor *scale,
+                            float eps, au_err *err);
 int cpu_add_gated(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_err *err);
 int cpu_activate(au_backend *be, au_tensor *y, const au_tensor *x, au_act act, au_err *err);
 int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const float *coef,

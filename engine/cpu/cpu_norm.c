@@ -1,5 +1,6 @@
 /* cpu_norm.c - row-wise ops of the CPU backend: embedding lookup, LayerNorm with
- * modulation, RMSNorm, the VAE's channel RMS norm and rotary embedding.
+ * modulation, RMSNorm, the VAE's channel RMS norm and rotary embedding, and the fused
+ * ops composed of them (rmsnorm_rope, add_gated_layernorm).
  *
  *   layernorm: y = ((x - mean) / sqrt(var + eps) * w + b) * (1 + scale) + shift
  *   rmsnorm:   y = x / sqrt(mean(x^2) + eps) * w
@@ -267,4 +268,14 @@ int cpu_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_
                      const au_tensor *cossin, int n_heads, au_err *err) {
     int rc = cpu_rmsnorm(be, y, x, w, eps, err);
     return rc < 0 ? rc : cpu_rope(be, y, cossin, n_heads, err);
+}
+
+/* ---- residual + layernorm ---- */
+
+/* The reference composition, as for rmsnorm_rope. */
+int cpu_add_gated_layernorm(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_tensor *h,
+                            const au_tensor *w, const au_tensor *b, const au_tensor *shift, const au_tensor *scale,
+                            float eps, au_err *err) {
+    int rc = cpu_add_gated(be, x, y, gate, err);
+    return rc < 0 ? rc : cpu_layernorm(be, h, x, w, b, shift, scale, eps, err);
 }
