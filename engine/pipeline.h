@@ -8,6 +8,7 @@
 #ifndef AU_PIPELINE_H
 #define AU_PIPELINE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "backend.h"
@@ -75,7 +76,7 @@ const char *pipeline_backend_name(const au_pipeline *p);
 int pipeline_resolve_params(const au_pipeline *p, au_gen_params *params, au_err *err);
 
 int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_fn progress, void *user,
-                      const volatile int *cancel, au_video *out, au_err *err);
+                      const atomic_int *cancel, au_video *out, au_err *err);
 void au_video_free(au_video *v);
 
 /* ---- one job on several ranks (comm.h) ----
@@ -104,7 +105,7 @@ int pipeline_parallel_check(const au_pipeline *p, const au_gen_params *resolved,
  * step whether to go on, so a cancel on any rank stops all of them at the same step with
  * AU_ECANCELED. A failed or lost peer gives AU_ECOMM. comm NULL or mode NONE: pipeline_generate. */
 int pipeline_generate_ranked(au_pipeline *p, const au_gen_params *params, au_comm *comm, au_parallel mode,
-                             au_progress_fn progress, void *user, const volatile int *cancel, au_video *out,
+                             au_progress_fn progress, void *user, const atomic_int *cancel, au_video *out,
                              au_err *err);
 
 /* The backend the pipeline computes on (for making a comm on it). */

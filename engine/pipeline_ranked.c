@@ -209,9 +209,9 @@ typedef struct rank_job {
 
 /* *stop_all = whether this rank or any other wants to stop after `step`. */
 static int agree_stop(au_pipeline *p, rank_job *rj, int step, int n_steps, au_progress_fn progress,
-                      void *user, const volatile int *cancel, int *stop_all, au_err *err) {
+                      void *user, const atomic_int *cancel, int *stop_all, au_err *err) {
     int rc = 0;
-    float flag = (float)((cancel && *cancel) || (progress && progress(user, step, n_steps) != 0));
+    float flag = (float)((cancel && atomic_load(cancel)) || (progress && progress(user, step, n_steps) != 0));
     if (!rj->comm) {
         *stop_all = flag != 0.0f;
         return 0;
@@ -258,7 +258,7 @@ fail:
 }
 
 static int generate(au_pipeline *p, const au_gen_params *params, rank_job *rj, au_progress_fn progress,
-                    void *user, const volatile int *cancel, au_video *out, au_err *err) {
+                    void *user, const atomic_int *cancel, au_video *out, au_err *err) {
     memset(out, 0, sizeof *out);
     au_gen_params q = *params;
     int rc = pipeline_resolve_params(p, &q, err);
@@ -346,13 +346,13 @@ done:
 }
 
 int pipeline_generate(au_pipeline *p, const au_gen_params *params, au_progress_fn progress, void *user,
-                      const volatile int *cancel, au_video *out, au_err *err) {
+                      const atomic_int *cancel, au_video *out, au_err *err) {
     rank_job one = {NULL, AU_PARALLEL_NONE, 0, {0}};
     return generate(p, params, &one, progress, user, cancel, out, err);
 }
 
 int pipeline_generate_ranked(au_pipeline *p, const au_gen_params *params, au_comm *comm, au_parallel mode,
-                             au_progress_fn progress, void *user, const volatile int *cancel, au_video *out,
+                             au_progress_fn progress, void *user, const atomic_int *cancel, au_video *out,
                              au_err *err) {
     if (!comm || mode == AU_PARALLEL_NONE)
         return pipeline_generate(p, params, progress, user, cancel, out, err);

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 #include "encode_mp4.h"
 #include "pipeline.h"
 
-static volatile int interrupted; /* set by SIGINT/SIGTERM, polled by the engine */
+static atomic_int interrupted; /* set by SIGINT/SIGTERM, polled by the engine */
 
 static void on_signal(int sig) {
     (void)sig;

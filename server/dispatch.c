@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +41,7 @@ struct dispatcher {
     int running; /* a job is being generated */
     char current[API_ID_SIZE];
     int progress;
-    volatile int cancel; /* polled by pipeline_generate */
+    atomic_int cancel; /* polled by pipeline_generate */
     int cancel_reason;
     int lost; /* the store no longer has the job under our lease */
     double step0_time, last_step_time;

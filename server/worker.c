@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdatomic.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -44,7 +45,7 @@ typedef struct session {
     json_t *task_msg;
     int running; /* the task thread is busy */
     int quit;
-    volatile int cancel;
+    atomic_int cancel;
     au_comm *comm;
 } session;
 

@@ -6,6 +6,7 @@
  * noise file path gives the same result, cancel stops the job, bad parameters name the field.
  */
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,7 +104,7 @@ int main(void) {
     /* 3. cancel between steps */
     rc = pipeline_generate(p, &q, cancel_at_step_2, NULL, NULL, &v, &err);
     CHECK(rc == AU_ECANCELED && v.rgb == NULL, "cancel: rc %d (%s)", rc, err.msg);
-    volatile int cancel = 1;
+    atomic_int cancel = 1;
     rc = pipeline_generate(p, &q, NULL, NULL, &cancel, &v, &err);
     CHECK(rc == AU_ECANCELED, "cancel flag: rc %d", rc);
 
