@@ -3,7 +3,7 @@
  * bench/torch_text_vae.py to set beside PyTorch on the same weights and inputs.
  *
  *   bench_cuda_text_vae MODEL_DIR OUT_DIR [--iters K] [--vae-iters K] [--vae-precisions fp8,bf16]
- *                       [--device cuda|cpu]
+ *                       [--vae-only] [--device cuda|cpu]
  * MODEL_DIR is a model folder with inputs.safetensors beside its manifest (bench/make_bench_model.py):
  * ids int32 [n_tokens] are encoded as they are (512 tokens at full size, no padding), z float32
  * [16, F, h, w] is decoded to [3, 1+4(F-1), 8h, 8w]. Each precision gets its own backend: the text
@@ -12,6 +12,7 @@
  * calls back to back between two syncs. Outputs go to OUT_DIR/umt5_<precision>.safetensors
  * ("context" [n_tokens, 4096] f32) and OUT_DIR/vae_<precision>.safetensors ("video" f32).
  * --device cpu runs the float32 CPU backend once ("f32"), for a local check at small sizes.
+ * --vae-only skips the text encoder (its weights need not exist; the manifest must still name them).
  * Prints "RESULT umt5 <n>tok <precision> <ms> <TFLOP/s>" (FLOP per layer: 8 N d inner for q, k, v,
  * o; 6 N d ffn for the gated FFN; 4 N^2 inner for scores and weighted sum) and
  * "RESULT vae <W>x<H>x<T> <precision> <ms> -" (the VAE's FLOP are counted by torch_text_vae.py on
@@ -31,7 +32,7 @@
 
 typedef struct bench_args {
     const char *model_dir, *out_dir;
-    int iters, vae_iters, use_cpu;
+    int iters, vae_iters, use_cpu, vae_only;
     int vae_prec[2]; /* fp8, bf16 */
 } bench_args;
 
@@ -205,6 +206,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
             a->iters = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--vae-iters") && i + 1 < argc)
             a->vae_iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--vae-only"))
+            a->vae_only = 1;
         else if (!strcmp(argv[i], "--vae-precisions") && i + 1 < argc) {
             const char *s = argv[++i];
             a->vae_prec[0] = strstr(s, "fp8") != NULL;
@@ -224,7 +227,7 @@ int main(int argc, char **argv) {
     bench_args a;
     if (parse_args(argc, argv, &a) < 0) {
         fprintf(stderr, "usage: bench_cuda_text_vae MODEL_DIR OUT_DIR [--iters K] [--vae-iters K] "
-                        "[--vae-precisions fp8,bf16] [--device cuda|cpu]\n");
+                        "[--vae-precisions fp8,bf16] [--vae-only] [--device cuda|cpu]\n");
         return 2;
     }
     if (!a.use_cpu && be_cuda_device_count() == 0) {
@@ -247,7 +250,7 @@ int main(int argc, char **argv) {
         const char *prec = a.use_cpu ? "f32" : names[p];
         be_cuda_opts o = {0, precs[p]};
         rc = a.use_cpu ? be_cpu_create(&be, 0, &err) : be_cuda_create(&be, &o, &err);
-        if (rc == 0)
+        if (rc == 0 && !a.vae_only)
             rc = bench_umt5(be, prec, &man, ids, &a, &err);
         if (rc == 0 && (a.use_cpu || a.vae_prec[p]))
             rc = bench_vae(be, prec, &man, z, &a, &err);

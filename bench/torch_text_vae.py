@@ -5,7 +5,7 @@ the same weights and inputs, timed in bf16, and run once in float32 (TF32 off) a
 engine's outputs and PyTorch's bf16 outputs are measured against.
 
   python3 bench/torch_text_vae.py MODEL_DIR OUT_DIR [--official DIR] [--iters K] [--vae-iters K]
-                                  [--no-compile] [--cudnn-benchmark]
+                                  [--no-compile] [--cudnn-benchmark] [--vae-only]
 MODEL_DIR: a folder from bench/make_bench_model.py (umt5/vae weights, inputs.safetensors);
 OUT_DIR: where bench_cuda_text_vae wrote umt5_<precision>.safetensors and vae_<precision>.safetensors.
 UMT5: the 512 ids with an all-ones mask, as the official T5EncoderModel encodes a full-length
@@ -159,6 +159,7 @@ def main():
     ap.add_argument("--vae-iters", type=int, default=2)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="autotune the VAE's bf16 convolutions")
+    ap.add_argument("--vae-only", action="store_true", help="skip the text encoder")
     args = ap.parse_args()
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cuda.matmul.allow_tf32 = False  # the float32 references must be float32
@@ -168,9 +169,10 @@ def main():
     inputs = load_file(os.path.join(args.model_dir, "inputs.safetensors"))
     mods = load_official(args.official, names=("t5", "vae"), on_cpu=dev.type != "cuda")
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name() if dev.type == 'cuda' else 'cpu'}", flush=True)
-    bench_umt5(mods, args.model_dir, man["text_encoder"]["config"], inputs["ids"], args.out_dir, args, dev)
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
+    if not args.vae_only:
+        bench_umt5(mods, args.model_dir, man["text_encoder"]["config"], inputs["ids"], args.out_dir, args, dev)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     bench_vae(mods, args.model_dir, man["vae"]["config"], inputs["z"], args.out_dir, args, dev)
 
 
