@@ -14,8 +14,10 @@
  * (1 for an all-zero row), exactly the CPU backend's rule.
  *
  * Files: cuda_backend.cu (creation, memory, weights, checks, ops table), cuda_gemm.cu
- * (linear, cuBLASLt), cuda_attention.cu, cuda_norm.cu (norms, rope, embed),
- * cuda_eltwise.cu (elementwise, copy, fill), cuda_layout.cu, cuda_conv.cu.
+ * (linear, cuBLASLt), cuda_attention.cu + cuda_attention_fp8.cu (flash attention, bf16 and
+ * 8-bit), cuda_norm.cu (norms, fused residual/rope norms, rope, embed), cuda_eltwise.cu
+ * (elementwise, copy, fill), cuda_layout.cu, cuda_conv.cu + cuda_conv_window.cu (implicit-GEMM
+ * convolution), cuda_graph.cu (recording and replaying the stream as a CUDA graph).
  */
 #ifndef AU_CUDA_INTERNAL_CUH
 #define AU_CUDA_INTERNAL_CUH

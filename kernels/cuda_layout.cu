@@ -9,7 +9,8 @@
  *   upsample2x: y[c, t, i, j] = x[c, t, i/2, j/2]
  *   time_interleave: y[c, 2t + i] = x[i C + c, t]   (x [2C, T, H, W])
  *   swap01:     y[b, a, :] = x[a, b, :]   (x [A, B, rest...]; a plain copy kernel, same dtype, not f8)
- * Outputs must not alias inputs.
+ * concat and slice without a dtype change (the VAE's causal cache) are strided copies
+ * (cudaMemcpy2DAsync) instead. Outputs must not alias inputs.
  */
 #include "cuda_internal.cuh"
 
@@ -192,6 +193,16 @@ static int64_t inner_of(const au_tensor *t, int dim) {
     return n;
 }
 
+/* rows strided copies of width bytes on the stream (the same-dtype concat and slice: the VAE's
+ * causal cache moves, at copy-engine speed instead of a per-element kernel's). */
+static int copy_rows(cuda_state *cs, void *dst, size_t dst_pitch, const void *src, size_t src_pitch, size_t width,
+                     size_t rows, const char *op, au_err *err) {
+    if (width == 0 || rows == 0)
+        return 0;
+    CUDA_TRY(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, width, rows, cudaMemcpyDeviceToDevice, cs->stream));
+    return 0;
+}
+
 int cuda_concat(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, int dim, au_err *err) {
     const char *op = "concat";
     TRY_RC(check_move(op, y, a, err));
@@ -208,8 +219,15 @@ int cuda_concat(au_backend *be, au_tensor *y, const au_tensor *a, const au_tenso
                        dim);
     }
     int64_t inner = inner_of(y, dim);
-    if (inner == 0)
+    if (inner == 0 || au_numel(y) == 0)
         return 0;
+    if (a->dtype == y->dtype && b->dtype == y->dtype && y->dtype != AU_F8_E4M3) {
+        /* each outer row of y is a row of a then a row of b */
+        const size_t es = au_dtype_size(y->dtype), ra = (size_t)(a->shape[dim] * inner) * es;
+        const size_t rb = (size_t)(b->shape[dim] * inner) * es, rows = (size_t)(au_numel(y) / (y->shape[dim] * inner));
+        TRY_RC(copy_rows(cuda_of(be), y->data, ra + rb, a->data, ra, ra, rows, op, err));
+        return copy_rows(cuda_of(be), (char *)y->data + ra, ra + rb, b->data, rb, rb, rows, op, err);
+    }
     concat_fn f = {cu_ref_of(a), cu_ref_of(b), a->shape[dim], b->shape[dim], inner};
     return cu_map(cuda_of(be), f, y, op, err);
 }
@@ -227,8 +245,14 @@ int cuda_slice(au_backend *be, au_tensor *y, const au_tensor *x, int dim, int64_
                        au_shape_str(x, sx, sizeof sx), au_shape_str(y, sy, sizeof sy), dim, (long long)start);
     }
     int64_t inner = inner_of(x, dim);
-    if (inner == 0)
+    if (inner == 0 || au_numel(y) == 0)
         return 0;
+    if (x->dtype == y->dtype && y->dtype != AU_F8_E4M3) {
+        const size_t es = au_dtype_size(y->dtype), ry = (size_t)(y->shape[dim] * inner) * es;
+        const size_t rx = (size_t)(x->shape[dim] * inner) * es, rows = (size_t)(au_numel(y) / (y->shape[dim] * inner));
+        return copy_rows(cuda_of(be), y->data, ry, (const char *)x->data + (size_t)(start * inner) * es, rx, ry, rows, op,
+                         err);
+    }
     slice_fn f = {cu_ref_of(x), x->shape[dim], y->shape[dim], start, inner};
     return cu_map(cuda_of(be), f, y, op, err);
 }

@@ -208,24 +208,29 @@ static void test_layout(tctx *T) {
         rc = be_swap01(T->gpu, &wrong.g, &x.g, &err);
         CHECK(rc == AU_EINVAL && strstr(err.msg, "swap01"), "swap01 to a wrong shape: rc %d, %s", rc, err.msg);
     }
-    for (int dim = 0; dim < 4; dim++) {
-        int64_t sa[4] = {4, 2, 3, 5}, sb[4] = {4, 2, 3, 5}, sy[4] = {4, 2, 3, 5};
-        sb[dim] += 1;
-        sy[dim] = sa[dim] + sb[dim];
-        pair a = in_pair(T, AU_BF16, 4, sa, 2.0f), b = in_pair(T, AU_BF16, 4, sb, 2.0f), y = out_pair(T, AU_BF16, 4, sy);
-        au_err err = {0};
-        CHECK(be_concat(T->gpu, &y.g, &a.g, &b.g, dim, &err) == 0, "%s", err.msg);
-        MUST(be_concat(T->cpu, &y.c, &a.c, &b.c, dim, err));
-        snprintf(what, sizeof what, "concat bf16 along dim %d", dim);
-        compare(T, what, &y, EXACT);
-        int64_t sl[4] = {4, 2, 3, 5};
-        sl[dim] = sy[dim] - 2;
-        pair s = out_pair(T, AU_BF16, 4, sl);
-        CHECK(be_slice(T->gpu, &s.g, &y.g, dim, 1, &err) == 0, "%s", err.msg);
-        MUST(be_slice(T->cpu, &s.c, &y.c, dim, 1, err));
-        snprintf(what, sizeof what, "slice bf16 along dim %d from 1", dim);
-        compare(T, what, &s, EXACT);
-    }
+    /* same dtype: strided copies; f32 into bf16: the converting kernel */
+    static const au_dtype cat_in[3] = {AU_BF16, AU_F32, AU_F32}, cat_out[3] = {AU_BF16, AU_F32, AU_BF16};
+    for (int v = 0; v < 3; v++)
+        for (int dim = 0; dim < 4; dim++) {
+            int64_t sa[4] = {4, 2, 3, 5}, sb[4] = {4, 2, 3, 5}, sy[4] = {4, 2, 3, 5};
+            sb[dim] += 1;
+            sy[dim] = sa[dim] + sb[dim];
+            pair a = in_pair(T, cat_in[v], 4, sa, 2.0f), b = in_pair(T, cat_in[v], 4, sb, 2.0f);
+            pair y = out_pair(T, cat_out[v], 4, sy);
+            const double tol = cat_in[v] == cat_out[v] ? EXACT : 0;
+            au_err err = {0};
+            CHECK(be_concat(T->gpu, &y.g, &a.g, &b.g, dim, &err) == 0, "%s", err.msg);
+            MUST(be_concat(T->cpu, &y.c, &a.c, &b.c, dim, err));
+            snprintf(what, sizeof what, "concat %s -> %s along dim %d", au_dtype_name(cat_in[v]), au_dtype_name(cat_out[v]), dim);
+            compare(T, what, &y, tol);
+            int64_t sl[4] = {4, 2, 3, 5};
+            sl[dim] = sy[dim] - 2;
+            pair s = out_pair(T, cat_out[v], 4, sl);
+            CHECK(be_slice(T->gpu, &s.g, &y.g, dim, 1, &err) == 0, "%s", err.msg);
+            MUST(be_slice(T->cpu, &s.c, &y.c, dim, 1, err));
+            snprintf(what, sizeof what, "slice %s along dim %d from 1", au_dtype_name(cat_out[v]), dim);
+            compare(T, what, &s, tol);
+        }
     {
         pair x = in_pair(T, AU_BF16, SHAPE(3, 2, 4, 5), 2.0f), y = out_pair(T, AU_BF16, SHAPE(3, 2, 8, 10));
         au_err err = {0};
