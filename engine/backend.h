@@ -90,9 +90,10 @@ typedef struct au_backend_ops {
     int (*rmsnorm)(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
                    au_err *err);
     /* Channel-first norm of the Wan VAE: x [C, S...] (C = shape[0]);
-     * y[c,s] = x[c,s] / max(||x[:,s]||_2, 1e-12) * sqrt(C) * gamma[c] + bias[c]; bias may be NULL. */
+     * y[c,s] = act(x[c,s] / max(||x[:,s]||_2, 1e-12) * sqrt(C) * gamma[c] + bias[c]); bias may be
+     * NULL; y may alias x. */
     int (*rmsnorm_channels)(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
-                            const au_tensor *bias, au_err *err);
+                            const au_tensor *bias, au_act act, au_err *err);
     /* Rotary embedding in place on x [n_tokens, n_heads * head_dim]: pairs (2i, 2i+1) of each
      * head rotated by the angle whose (cos, sin) is cossin [n_tokens, head_dim/2, 2] float32. */
     int (*rope)(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);

@@ -76,8 +76,7 @@ static int conv(vae_run *r, au_tensor *y, const au_tensor *x, const vae_conv *c,
 }
 
 static int norm_silu(vae_run *r, au_tensor *y, const au_tensor *x, const au_tensor *gamma) {
-    TRY(OP(r, rmsnorm_channels, y, x, gamma, NULL, r->err));
-    return OP(r, activate, y, y, AU_ACT_SILU, r->err);
+    return OP(r, rmsnorm_channels, y, x, gamma, NULL, AU_ACT_SILU, r->err);
 }
 
 /* cat [C, 2+T, H, W] = [history, x] on side; the history becomes the last 2 frames of cat. */
@@ -127,7 +126,7 @@ static int layer_attn(vae_run *r, const vae_layer *L, const au_tensor *x, int s,
     TRY(rt_t4(r, o, C, T, x->shape[2], x->shape[3], y));
     size_t ms = r->used[s], mo = r->used[o];
     TRY(rt_t4(r, s, C, T, x->shape[2], x->shape[3], &nrm));
-    TRY(OP(r, rmsnorm_channels, &nrm, x, &L->g1, NULL, r->err));
+    TRY(OP(r, rmsnorm_channels, &nrm, x, &L->g1, NULL, AU_ACT_NONE, r->err));
     au_reshape(&nrm, 2, cn, &flat);
     TRY(rt_t2(r, o, n, C, &xt)); /* rows (t, h, w), as the 1x1 convs see them */
     TRY(OP(r, transpose, &xt, &flat, r->err));

@@ -273,7 +273,7 @@ int cuda_layernorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_te
                    const au_tensor *shift, const au_tensor *scale, float eps, au_err *err);
 int cuda_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps, au_err *err);
 int cuda_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
-                          const au_tensor *bias, au_err *err);
+                          const au_tensor *bias, au_act act, au_err *err);
 int cuda_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);
 int cuda_record_begin(au_backend *be, au_err *err);
 int cuda_record_end(au_backend *be, au_graph **out, au_err *err);

@@ -3,7 +3,7 @@
  *
  *   layernorm: y = ((x - mean) / sqrt(var + eps) * w + b) * (1 + scale) + shift
  *   rmsnorm:   y = x / sqrt(mean(x^2) + eps) * w
- *   rmsnorm_channels (x [C, S]): y[c,s] = x[c,s] / max(||x[:,s]||, 1e-12) * sqrt(C) * gamma[c] + bias[c]
+ *   rmsnorm_channels (x [C, S]): y[c,s] = act(x[c,s] / max(||x[:,s]||, 1e-12) * sqrt(C) * gamma[c] + bias[c])
  *   rope: (x[2i], x[2i+1]) <- (x[2i] cos - x[2i+1] sin, x[2i] sin + x[2i+1] cos)
  *   rmsnorm_rope: rope(rmsnorm(x)), one pass on the register path (the DiT's q and k)
  *   add_gated_layernorm: x += y * gate, then layernorm of the new x, one pass on the register
@@ -299,7 +299,8 @@ int cuda_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tens
 
 /* ---- channel RMS norm (VAE) ---- */
 
-__global__ static void chnorm_kernel(cu_ref x, cu_ref y, const float *gamma, const float *bias, int64_t C, int64_t S) {
+__global__ static void chnorm_kernel(cu_ref x, cu_ref y, const float *gamma, const float *bias, int64_t C, int64_t S,
+                                     int act) {
     float root_c = sqrtf((float)C);
     for (int64_t s = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; s < S; s += (int64_t)gridDim.x * blockDim.x) {
         float sq = 0.0f;
@@ -309,12 +310,12 @@ __global__ static void chnorm_kernel(cu_ref x, cu_ref y, const float *gamma, con
         }
         float inv = root_c / fmaxf(sqrtf(sq), 1e-12f);
         for (int64_t c = 0; c < C; c++)
-            cu_store(y, c * S + s, cu_load(x, c * S + s) * inv * gamma[c] + (bias ? bias[c] : 0.0f));
+            cu_store(y, c * S + s, cu_act(cu_load(x, c * S + s) * inv * gamma[c] + (bias ? bias[c] : 0.0f), act));
     }
 }
 
 int cuda_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
-                          const au_tensor *bias, au_err *err) {
+                          const au_tensor *bias, au_act act, au_err *err) {
     const char *op = "rmsnorm_channels";
     TRY_RC(cuda_check_readable(op, "x", x, err));
     TRY_RC(cuda_check_writable(op, "y", y, 0, err));
@@ -323,11 +324,13 @@ int cuda_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, cons
     TRY_RC(cuda_check_vec(op, "gamma", gamma, C, err));
     if (bias)
         TRY_RC(cuda_check_vec(op, "bias", bias, C, err));
+    if (act != AU_ACT_NONE && act != AU_ACT_GELU_TANH && act != AU_ACT_SILU)
+        return au_errf(err, AU_EINVAL, "%s: unknown activation %d", op, (int)act);
     if (C == 0 || au_numel(x) == 0)
         return 0;
     int64_t S = au_numel(x) / C;
     chnorm_kernel<<<cu_grid(S, 256), 256, 0, cuda_of(be)->stream>>>(
-        cu_ref_of(x), cu_ref_of(y), (const float *)gamma->data, bias ? (const float *)bias->data : NULL, C, S);
+        cu_ref_of(x), cu_ref_of(y), (const float *)gamma->data, bias ? (const float *)bias->data : NULL, C, S, (int)act);
     CUDA_LAUNCHED();
     return 0;
 }

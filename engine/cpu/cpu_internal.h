@@ -71,7 +71,7 @@ int cpu_layernorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_ten
                   const au_tensor *shift, const au_tensor *scale, float eps, au_err *err);
 int cpu_rmsnorm(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps, au_err *err);
 int cpu_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
-                         const au_tensor *bias, au_err *err);
+                         const au_tensor *bias, au_act act, au_err *err);
 int cpu_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads, au_err *err);
 int cpu_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
                      const au_tensor *cossin, int n_heads, au_err *err);

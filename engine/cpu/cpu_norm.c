@@ -4,7 +4,7 @@
  *
  *   layernorm: y = ((x - mean) / sqrt(var + eps) * w + b) * (1 + scale) + shift
  *   rmsnorm:   y = x / sqrt(mean(x^2) + eps) * w
- *   rmsnorm_channels (x [C, S]): y[c,s] = x[c,s] / max(||x[:,s]||, 1e-12) * sqrt(C) * gamma[c] + bias[c]
+ *   rmsnorm_channels (x [C, S]): y[c,s] = act(x[c,s] / max(||x[:,s]||, 1e-12) * sqrt(C) * gamma[c] + bias[c])
  *   rope: (x[2i], x[2i+1]) <- (x[2i] cos - x[2i+1] sin, x[2i] sin + x[2i+1] cos)
  * Row statistics are accumulated in double. Every op may run in place.
  */
@@ -163,6 +163,7 @@ typedef struct chnorm_job {
     float *y;
     int64_t C, S;
     int64_t block; /* positions per task */
+    au_act act;
 } chnorm_job;
 
 static void chnorm_task(void *ctx, int64_t task, int thread) {
@@ -189,13 +190,14 @@ static void chnorm_task(void *ctx, int64_t task, int thread) {
         float g = j->gamma[c], b = j->bias ? j->bias[c] : 0.0f;
         for (int64_t s = 0; s < n; s++)
             y[s] = x[s] * inv[s] * g + b;
+        cpu_act_apply(y, n, j->act);
     }
 }
 
 #define CHNORM_BLOCK 2048 /* positions per task */
 
 int cpu_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *gamma,
-                         const au_tensor *bias, au_err *err) {
+                         const au_tensor *bias, au_act act, au_err *err) {
     const char *op = "rmsnorm_channels";
     cpu_state *cs = cpu_of(be);
     int rc;
@@ -205,6 +207,8 @@ int cpu_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const
     if ((rc = cpu_check_vec(op, "gamma", gamma, C, err)) < 0 ||
         (bias && (rc = cpu_check_vec(op, "bias", bias, C, err)) < 0))
         return rc;
+    if (act != AU_ACT_NONE && act != AU_ACT_GELU_TANH && act != AU_ACT_SILU)
+        return au_errf(err, AU_EINVAL, "%s: unknown activation %d", op, (int)act);
     if (C == 0)
         return 0;
     int64_t S = au_numel(x) / C;
@@ -214,7 +218,7 @@ int cpu_rmsnorm_channels(au_backend *be, au_tensor *y, const au_tensor *x, const
     int64_t T = cs->n_threads;
     int64_t block = (S + 4 * T - 1) / (4 * T);
     block = block > CHNORM_BLOCK ? CHNORM_BLOCK : (block < 64 ? 64 : block);
-    chnorm_job j = {cs, x->data, gamma->data, bias ? bias->data : NULL, y->data, C, S, block};
+    chnorm_job j = {cs, x->data, gamma->data, bias ? bias->data : NULL, y->data, C, S, block, act};
     tp_run(cs->pool, (S + block - 1) / block, chnorm_task, &j);
     return 0;
 }

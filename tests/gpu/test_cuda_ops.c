@@ -318,16 +318,16 @@ static void test_norms(tctx *T) {
         pair g = in_pair(T, AU_F32, SHAPE(16), 1.0f);
         pair y = out_pair(T, AU_BF16, SHAPE(16, 3, 5, 7));
         au_err err = {0};
-        CHECK(be_rmsnorm_channels(T->gpu, &y.g, &x.g, &g.g, NULL, &err) == 0, "%s", err.msg);
-        MUST(be_rmsnorm_channels(T->cpu, &y.c, &x.c, &g.c, NULL, err));
-        compare(T, "rmsnorm_channels bf16", &y, 0);
+        CHECK(be_rmsnorm_channels(T->gpu, &y.g, &x.g, &g.g, NULL, AU_ACT_SILU, &err) == 0, "%s", err.msg);
+        MUST(be_rmsnorm_channels(T->cpu, &y.c, &x.c, &g.c, NULL, AU_ACT_SILU, err));
+        compare(T, "rmsnorm_channels + SiLU bf16", &y, 0);
     }
     {
         pair x = in_pair(T, AU_F32, SHAPE(8, 2, 3, 4), 2.0f);
         pair g = in_pair(T, AU_F32, SHAPE(8), 1.0f), b = in_pair(T, AU_F32, SHAPE(8), 1.0f);
         au_err err = {0};
-        CHECK(be_rmsnorm_channels(T->gpu, &x.g, &x.g, &g.g, &b.g, &err) == 0, "%s", err.msg);
-        MUST(be_rmsnorm_channels(T->cpu, &x.c, &x.c, &g.c, &b.c, err));
+        CHECK(be_rmsnorm_channels(T->gpu, &x.g, &x.g, &g.g, &b.g, AU_ACT_NONE, &err) == 0, "%s", err.msg);
+        MUST(be_rmsnorm_channels(T->cpu, &x.c, &x.c, &g.c, &b.c, AU_ACT_NONE, err));
         compare(T, "rmsnorm_channels f32 in place, bias", &x, 0);
     }
     /* rope on q/k in place: cossin from random angles */

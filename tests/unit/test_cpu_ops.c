@@ -144,7 +144,7 @@ static void test_rmsnorm(void) {
     au_err err = {0};
     static const int64_t dims[][2] = {{1, 1}, {3, 17}, {129, 64}};
     for (size_t c = 0; c < 3; c++)
-        for (int opt = 0; opt < 4; opt++) {
+        for (int opt = 0; opt < 8; opt++) { /* bit 0: bias, 1: in place, 2: SiLU */
             be_arena_reset(test_arena);
             int64_t n = dims[c][0], dim = dims[c][1];
             au_tensor x = MK(AU_F32, n, dim), y = MK(AU_F32, n, dim), w = MK(AU_F32, dim);
@@ -171,7 +171,7 @@ static void test_rmsnorm_channels(void) {
     au_err err = {0};
     static const int64_t dims[][4] = {{1, 1, 1, 1}, {5, 3, 4, 7}, {96, 2, 17, 129}};
     for (size_t c = 0; c < 3; c++)
-        for (int opt = 0; opt < 4; opt++) {
+        for (int opt = 0; opt < 8; opt++) { /* bit 0: bias, 1: in place, 2: SiLU */
             be_arena_reset(test_arena);
             int64_t C = dims[c][0], S = dims[c][1] * dims[c][2] * dims[c][3];
             au_tensor x = MK(AU_F32, C, dims[c][1], dims[c][2], dims[c][3]);
@@ -184,12 +184,15 @@ static void test_rmsnorm_channels(void) {
                 for (int64_t ch = 0; ch < C; ch++)
                     ss += (double)xf[ch * S + s] * xf[ch * S + s];
                 double norm = fmax(sqrt(ss), 1e-12);
-                for (int64_t ch = 0; ch < C; ch++)
-                    ref[ch * S + s] = xf[ch * S + s] / norm * sqrt((double)C) * ((float *)g.data)[ch] +
-                                      ((opt & 1) ? ((float *)b.data)[ch] : 0.0);
+                for (int64_t ch = 0; ch < C; ch++) {
+                    double v = xf[ch * S + s] / norm * sqrt((double)C) * ((float *)g.data)[ch] +
+                               ((opt & 1) ? ((float *)b.data)[ch] : 0.0);
+                    ref[ch * S + s] = (opt & 4) ? v / (1.0 + exp(-v)) : v;
+                }
             }
             au_tensor *out = (opt & 2) ? &x : &y;
-            CHECK_OK(be_rmsnorm_channels(be, out, &x, &g, (opt & 1) ? &b : NULL, &err));
+            CHECK_OK(be_rmsnorm_channels(be, out, &x, &g, (opt & 1) ? &b : NULL, (opt & 4) ? AU_ACT_SILU : AU_ACT_NONE,
+                                         &err));
             CHECK(rel_err(out->data, ref, C * S) < REL_TOL, "rmsnorm_channels C=%lld S=%lld opt %d",
                   (long long)C, (long long)S, opt);
             free(ref);
@@ -199,7 +202,8 @@ static void test_rmsnorm_channels(void) {
     au_tensor x = MK(AU_F32, 3, 1, 1, 2), g = MK(AU_F32, 3), b = MK(AU_F32, 3);
     for (int i = 0; i < 6; i++)
         ((float *)x.data)[i] = (i % 2) ? 1.0f : 0.0f;
-    CHECK_OK(be_rmsnorm_channels(be, &x, &x, &g, &b, &err));
+    CHECK_OK(be_rmsnorm_channels(be, &x, &x, &g, &b, AU_ACT_NONE, &err));
+    CHECK(be_rmsnorm_channels(be, &x, &x, &g, &b, (au_act)99, &err) == AU_EINVAL, "unknown activation refused");
     CHECK(((float *)x.data)[0] == ((float *)b.data)[0], "zero column gives the bias");
 }
 
