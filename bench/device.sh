@@ -77,7 +77,10 @@ fi
 if [ "$MODE" != bench ] && [ "${SANITIZE:-1}" != 0 ]; then
     step compute-sanitizer
     for t in $gpu_tests; do
-        timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 "build-dev/tests/$t" >>"$LOG_TEST" 2>&1
+        api=yes # test_cuda_oom makes cudaMalloc fail on purpose: only its memory accesses count
+        [ "$t" = test_cuda_oom ] && api=no
+        timeout 150 compute-sanitizer --tool memcheck --report-api-errors $api --error-exitcode 99 "build-dev/tests/$t" \
+            >>"$LOG_TEST" 2>&1
         echo "memcheck $t: rc $? (0 clean, 99 errors, 124 timeout)" | tee -a "$SUMMARY"
     done
     timeout 150 compute-sanitizer --tool racecheck --error-exitcode 99 build-dev/tests/test_cuda_ops >>"$LOG_TEST" 2>&1
