@@ -233,10 +233,13 @@ int main(int argc, char **argv) {
         TRY(be_cuda_get_stats(be, &s1, &err));
         printf("RESULT dit %s %s %.1f %.1f\n", model, names[p], ms, flops / (ms * 1e-3) / 1e12);
         printf("# %s: load %.1f s; device memory in use %.2f GiB (weights+activations+scratch %.0f MiB); "
-               "allocations during the timed forwards: arena %llu, scratch %llu\n",
+               "allocations during the timed forwards: arena %llu, scratch %llu; CUDA graphs recorded %llu, "
+               "replays %llu (the first timed forward records, the later ones replay)\n",
                names[p], load_s, (double)(free0 - free1) / 1073741824.0, (double)s1.scratch_bytes / 1048576.0,
                (unsigned long long)(be_arena_chunk_allocs(act) - act_allocs),
-               (unsigned long long)(s1.scratch_allocs - s0.scratch_allocs));
+               (unsigned long long)(s1.scratch_allocs - s0.scratch_allocs),
+               (unsigned long long)(s1.graphs_recorded - s0.graphs_recorded),
+               (unsigned long long)(s1.graph_launches - s0.graph_launches));
         fflush(stdout);
         TRY(be_download(be, host_out, &out, &err));
         au_tensor ho = au_tensor_make(AU_F32, host_out, 4, xs);
