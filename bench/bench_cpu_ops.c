@@ -150,7 +150,7 @@ typedef struct attn_ctx {
 static int run_attention(void *p) {
     attn_ctx *c = p;
     au_err err = {0};
-    int rc = be_attention(c->be, c->o, c->q, c->k, c->v, c->heads, c->scale, NULL, &err);
+    int rc = be_attention(c->be, c->o, c->q, c->k, c->v, c->heads, c->scale, NULL, 1, &err);
     if (rc < 0)
         fprintf(stderr, "%s\n", err.msg);
     return rc;

@@ -77,7 +77,7 @@ fi
 if [ "$MODE" != bench ] && [ "${SANITIZE:-1}" != 0 ]; then
     step compute-sanitizer
     for t in $gpu_tests; do
-        api=yes # test_cuda_oom makes cudaMalloc fail on purpose: only its memory accesses count
+        api=explicit # test_cuda_oom makes cudaMalloc fail on purpose: only its memory accesses count
         [ "$t" = test_cuda_oom ] && api=no
         timeout 150 compute-sanitizer --tool memcheck --report-api-errors $api --error-exitcode 99 "build-dev/tests/$t" \
             >>"$LOG_TEST" 2>&1

@@ -108,9 +108,13 @@ typedef struct au_backend_ops {
                                au_tensor *h, const au_tensor *w, const au_tensor *b, const au_tensor *shift,
                                const au_tensor *scale, float eps, au_err *err);
     /* out[nq, H*D] = softmax(scale * q k^T + bias) v per head h, with q [nq, H*D], k and v
-     * [nk, H*D] (head h = columns h*D..h*D+D-1); bias NULL or float32 [H, nq, nk]. */
+     * [nk, H*D] (head h = columns h*D..h*D+D-1); bias NULL or float32 [H, nq, nk].
+     * last_key_copies >= 1: the last row of k and v stands for that many identical rows (its
+     * weight in the softmax is multiplied by it), so keys padded with copies of one row (the
+     * DiT's text) cost one row; 1 is plain attention. */
     int (*attention)(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k,
-                     const au_tensor *v, int n_heads, float scale, const au_tensor *bias, au_err *err);
+                     const au_tensor *v, int n_heads, float scale, const au_tensor *bias,
+                     int64_t last_key_copies, au_err *err);
 
     /* Elementwise. b has the numel of a, or is a [last dim] vector broadcast over rows. y may alias a. */
     int (*add)(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);

@@ -358,7 +358,7 @@ static int block_forward(umt5 *m, const umt5_block *b, int n, umt5_bufs *t, au_e
     AU_TRY(be_linear(be, &t->k, &t->h, &b->k, NULL, AU_ACT_NONE, err));
     AU_TRY(be_linear(be, &t->v, &t->h, &b->v, NULL, AU_ACT_NONE, err));
     AU_TRY(build_bias(m, b, n, t, err));
-    AU_TRY(be_attention(be, &t->attn, &t->q, &t->k, &t->v, m->cfg.num_heads, 1.0f, &t->bias, err));
+    AU_TRY(be_attention(be, &t->attn, &t->q, &t->k, &t->v, m->cfg.num_heads, 1.0f, &t->bias, 1, err));
     AU_TRY(be_linear(be, &t->proj, &t->attn, &b->o, NULL, AU_ACT_NONE, err));
     AU_TRY(be_add(be, &t->x, &t->x, &t->proj, err));
     stage = "ffn";

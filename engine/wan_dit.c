@@ -11,7 +11,10 @@
  *   head: n = head.modulation [2, D] + e; out = unpatchify(W_head (LN(x)(1 + n1) + n0))
  * LayerNorms and RMSNorms use eps; RMSNorm_q/k normalise over the whole D before the
  * split into heads; attention scale 1/sqrt(hd), no mask (all text_len text rows are
- * keys, zero padding included after the text MLP). The patch weight [D, C, pt, ph, pw]
+ * keys, zero padding included after the text MLP). The padding rows are all the same row
+ * (the text MLP, K and V of a zero row), so K_text and V_text hold the L real rows and one
+ * padding row that attention counts text_len - L times: the same softmax, computed over
+ * L + 1 keys instead of text_len. The patch weight [D, C, pt, ph, pw]
  * is used as a linear [D, C*pt*ph*pw] (patchify's column order is (c, kt, kh, kw)); the
  * head's out_dim*pt*ph*pw outputs per token are ordered (kt, kh, kw, c), as unpatchify expects.
  *
@@ -85,7 +88,9 @@ struct dit_text {
     const wan_dit *owner;
     const au_arena *arena; /* where k and v live */
     int n_layers;
-    au_tensor kv[];        /* 2 per block: K [text_len, D] (RMS-normed), V [text_len, D] */
+    int64_t pad_copies;    /* how many text_len rows the last row stands for (1: no padding) */
+    au_tensor kv[];        /* 2 per block: K [rows, D] (RMS-normed), V [rows, D]; rows = L, or
+                            * L + 1 with the padding row last */
 };
 
 /* Activations of one forward, all taken from the act arena before any op runs.
@@ -378,25 +383,27 @@ int dit_prepare_text(wan_dit *d, au_arena *arena, const au_tensor *context, dit_
     t->arena = arena;
     t->n_layers = c->num_layers;
     int rc = 0;
+    const int64_t L = context->shape[0], n_rows = L < c->text_len ? L + 1 : L;
+    t->pad_copies = L < c->text_len ? c->text_len - L : 1;
     au_tensor padded, hidden, text;
-    /* padded: [text_len, text_dim] gemm_in, the real rows then zeros. */
-    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, c->text_len, c->text_dim, &padded, err), "dit text");
+    /* padded: [n_rows, text_dim] gemm_in, the real rows then the zero padding row. */
+    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, n_rows, c->text_dim, &padded, err), "dit text");
     DIT_TRY(be_fill(be, &padded, 0.0f, err), "dit text: pad");
-    if (context->shape[0] > 0) {
-        au_tensor rows = au_view_rows(&padded, 0, context->shape[0]);
+    if (L > 0) {
+        au_tensor rows = au_view_rows(&padded, 0, L);
         DIT_TRY(be_copy(be, &rows, context, err), "dit text: copy context");
     }
-    /* text = W2 GELU_tanh(W0 padded): [text_len, D], feeds only the K/V linears. */
-    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, c->text_len, c->dim, &hidden, err), "dit text");
-    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, c->text_len, c->dim, &text, err), "dit text");
+    /* text = W2 GELU_tanh(W0 padded): [n_rows, D], feeds only the K/V linears. */
+    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, n_rows, c->dim, &hidden, err), "dit text");
+    DIT_TRY(dit_tensor2(arena, be->gemm_in_dtype, n_rows, c->dim, &text, err), "dit text");
     DIT_TRY(be_linear(be, &hidden, &padded, &d->text0.w, &d->text0.b, AU_ACT_GELU_TANH, err),
             "dit text: text_embedding.0");
     DIT_TRY(be_linear(be, &text, &hidden, &d->text2.w, &d->text2.b, AU_ACT_NONE, err), "dit text: text_embedding.2");
     for (int i = 0; i < c->num_layers; i++) {
         const dit_block *b = &d->blocks[i];
         au_tensor *k = &t->kv[2 * i], *v = &t->kv[2 * i + 1];
-        DIT_TRY(dit_tensor2(arena, be->act_dtype, c->text_len, c->dim, k, err), "dit text: block %d", i);
-        DIT_TRY(dit_tensor2(arena, be->act_dtype, c->text_len, c->dim, v, err), "dit text: block %d", i);
+        DIT_TRY(dit_tensor2(arena, be->act_dtype, n_rows, c->dim, k, err), "dit text: block %d", i);
+        DIT_TRY(dit_tensor2(arena, be->act_dtype, n_rows, c->dim, v, err), "dit text: block %d", i);
         DIT_TRY(be_linear(be, k, &text, &b->ca_k.w, &b->ca_k.b, AU_ACT_NONE, err), "dit text: block %d cross_attn.k", i);
         DIT_TRY(be_rmsnorm(be, k, k, &b->ca_norm_k, c->eps, err), "dit text: block %d cross_attn.norm_k", i);
         DIT_TRY(be_linear(be, v, &text, &b->ca_v.w, &b->ca_v.b, AU_ACT_NONE, err), "dit text: block %d cross_attn.v", i);
@@ -527,7 +534,7 @@ static int dit_self_attention(wan_dit *d, dit_plan *p, au_err *err) {
     const float scale = 1.0f / sqrtf((float)(c->dim / c->num_heads));
     int rc = 0;
     if (p->world == 1) {
-        DIT_TRY(be_attention(be, &p->attn, &p->q, &p->k, &p->v, c->num_heads, scale, NULL, err), "self_attn");
+        DIT_TRY(be_attention(be, &p->attn, &p->q, &p->k, &p->v, c->num_heads, scale, NULL, 1, err), "self_attn");
         return 0;
     }
     const int P = p->world;
@@ -543,7 +550,7 @@ static int dit_self_attention(wan_dit *d, dit_plan *p, au_err *err) {
         DIT_TRY(be_swap01(be, &p->heads_xchg, &src, err), "self_attn: %s to head groups", names[i]);
         DIT_TRY(comm_all_to_all(p->comm, &dst, &p->heads_xchg, err), "self_attn: all_to_all %s", names[i]);
     }
-    DIT_TRY(be_attention(be, &p->o_all, &p->q_all, &p->k_all, &p->v_all, c->num_heads / P, scale, NULL, err),
+    DIT_TRY(be_attention(be, &p->o_all, &p->q_all, &p->k_all, &p->v_all, c->num_heads / P, scale, NULL, 1, err),
             "self_attn");
     if (au_reshape(&p->o_all, 3, blocks, &src) < 0)
         return au_errf(err, AU_EINTERNAL, "self_attn: o view");
@@ -572,8 +579,7 @@ fail:
 /* Block i, with h = LN(x)(1 + m1) + m0 already made (by the previous block's last op, or by
  * dit_run for block 0); it ends by making the next block's h the same way, in the pass that adds
  * the FFN branch to x. */
-static int dit_block_forward(wan_dit *d, int i, dit_plan *p, const au_tensor *text_k, const au_tensor *text_v,
-                             au_err *err) {
+static int dit_block_forward(wan_dit *d, int i, dit_plan *p, const dit_text *text, au_err *err) {
     au_backend *be = d->be;
     const dit_config *c = &d->cfg;
     const dit_block *b = &d->blocks[i];
@@ -601,7 +607,9 @@ static int dit_block_forward(wan_dit *d, int i, dit_plan *p, const au_tensor *te
             "self_attn residual, norm3");
     DIT_TRY(be_linear(be, &p->q, &p->h, &b->ca_q.w, &b->ca_q.b, AU_ACT_NONE, err), "cross_attn.q");
     DIT_TRY(be_rmsnorm(be, &p->q, &p->q, &b->ca_norm_q, eps, err), "cross_attn.norm_q");
-    DIT_TRY(be_attention(be, &p->attn, &p->q, text_k, text_v, heads, scale, NULL, err), "cross_attn");
+    DIT_TRY(be_attention(be, &p->attn, &p->q, &text->kv[2 * i], &text->kv[2 * i + 1], heads, scale, NULL,
+                         text->pad_copies, err),
+            "cross_attn");
     DIT_TRY(be_linear(be, &p->y, &p->attn, &b->ca_o.w, &b->ca_o.b, AU_ACT_NONE, err), "cross_attn.o");
 
     /* FFN on LN(x)(1 + m4) + m3 */
@@ -705,7 +713,7 @@ static int dit_run(void *ctx, au_err *err) {
             return au_err_prefix(err, "block 0: norm1");
     }
     for (int i = 0; i < d->cfg.num_layers; i++) {
-        rc = dit_block_forward(d, i, r->p, &r->text->kv[2 * i], &r->text->kv[2 * i + 1], err);
+        rc = dit_block_forward(d, i, r->p, r->text, err);
         if (rc < 0)
             return au_err_prefix(err, "block %d", i);
     }
@@ -716,7 +724,7 @@ fail:
 
 /* What a recorded forward depends on besides the weights: the memory of its input, output,
  * activations (the arena's layout follows from the shapes and its first address), RoPE table
- * and text conditioning. */
+ * and text conditioning (its memory, rows and padding count). */
 static uint64_t dit_replay_key(const wan_dit *d, const dit_plan *p, const au_tensor *x, const dit_text *text,
                                const au_tensor *out) {
     uint64_t k = REPLAY_KEY0;
@@ -729,6 +737,8 @@ static uint64_t dit_replay_key(const wan_dit *d, const dit_plan *p, const au_ten
     k = replay_key_ptr(k, d->rope.data);
     for (int i = 0; i < 2 * text->n_layers; i++)
         k = replay_key_ptr(k, text->kv[i].data);
+    k = replay_key_i64(k, text->n_layers > 0 ? text->kv[0].shape[0] : 0);
+    k = replay_key_i64(k, text->pad_copies);
     return k;
 }
 

@@ -47,7 +47,8 @@ const dit_config *dit_get_config(const wan_dit *d);
 /* Per-job text conditioning, computed once per prompt and reused at every step:
  * context [L <= text_len, text_dim] (real tokens only, any float dtype, backend
  * memory) is padded with zero rows to text_len, passed through the text MLP, and
- * each block's cross-attention K (RMS-normed) and V are precomputed.
+ * each block's cross-attention K (RMS-normed) and V are precomputed (the identical padding
+ * rows once, counted text_len - L times by the attention).
  * Its tensors are taken from arena, which is not reset: they live until the
  * caller resets that arena, which must not be the one given to dit_forward.
  * The host-side handle is freed with dit_text_free. */

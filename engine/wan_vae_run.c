@@ -145,7 +145,7 @@ static int layer_attn(vae_run *r, const vae_layer *L, const au_tensor *x, int s,
     for (int64_t t = 0; t < T; t++) { /* each frame attends over its own H*W positions */
         au_tensor at = au_view_rows(&att, t * HW, HW), qt = au_view_rows(&q, t * HW, HW);
         au_tensor kt = au_view_rows(&k, t * HW, HW), vt = au_view_rows(&v, t * HW, HW);
-        TRY(OP(r, attention, &at, &qt, &kt, &vt, 1, 1.0f / sqrtf((float)C), NULL, r->err));
+        TRY(OP(r, attention, &at, &qt, &kt, &vt, 1, 1.0f / sqrtf((float)C), NULL, 1, r->err));
     }
     r->used[o] = mo;
     TRY(rt_t2(r, o, n, C, &proj));

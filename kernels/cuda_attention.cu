@@ -26,6 +26,8 @@
  * q, k, v must be bf16 for the kernels (other dtypes are converted into scratch first);
  * the kernels write bf16 or f32, and an f8 or f16 output goes through a bf16 scratch tile
  * (f8: then quantized per row across all heads).
+ * last_key_copies n > 1 adds log2(n) to the last key's base-2 exponent (its weight times n),
+ * in the pass that masks the partial tile; the FP8 kernel does not take such calls.
  */
 #include "cuda_attention.cuh"
 
@@ -115,14 +117,16 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4
     }
 }
 
-/* Put a tile's raw q.k into units: add the bias, mask keys >= nk. col0: first key of the
- * tile; row0: the warp's first query. A full tile without bias needs nothing when
- * scale_log2 > 0 (the scale is applied in the exponent). */
+/* Put a tile's raw q.k into units: add the bias and last_units to key nk - 1, mask keys >= nk.
+ * col0: first key of the tile; row0: the warp's first query. A full tile without bias, not
+ * holding a weighted last key, needs nothing when scale_log2 > 0 (the scale is applied in the
+ * exponent). */
 template <int NT, bool BIAS>
 __device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int64_t row0, int64_t nq, int64_t nk,
-                                           float scale_log2, const float *bias_h, int lane) {
+                                           float scale_log2, float last_units, const float *bias_h, int lane) {
     const bool partial = col0 + NT * 8 > nk, folded = scale_log2 > 0.0f;
-    if (!BIAS && !partial && folded)
+    const bool last = last_units != 0.0f && col0 + NT * 8 >= nk;
+    if (!BIAS && !partial && folded && !last)
         return;
     const float pre = folded ? 1.0f : scale_log2;                    /* units per raw q.k */
     const float bias_units = folded ? LOG2E / scale_log2 : LOG2E;    /* units per bias unit */
@@ -134,6 +138,8 @@ __device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int6
         for (int e = 0; e < 4; e++) {
             int c = t * 8 + 2 * t4 + (e & 1);
             float v = s[t][e] * pre;
+            if (last && c == kmax - 1)
+                v += last_units;
             if (BIAS) {
                 int64_t row = row0 + g + (e >> 1) * 8;
                 if (row < nq && c < kmax)
@@ -173,7 +179,7 @@ template <int D, int MT, bool BIAS, typename OutT>
 __global__ void __launch_bounds__(256 / MT, MT)
     flash_kernel(const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                  OutT *__restrict__ out, const float *__restrict__ bias, int64_t nq, int64_t nk, int64_t ld,
-                 float scale_log2) {
+                 float scale_log2, float last_units) {
     constexpr int WARPS = 8 / MT, THREADS = WARPS * 32, BC = FA_BC / MT;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     bf16 *Qs = (bf16 *)smem_raw;
@@ -260,7 +266,7 @@ __global__ void __launch_bounds__(256 / MT, MT)
 #pragma unroll
         for (int mt = 0; mt < MT; mt++) {
             scores_fix<BC / 8, BIAS>(s[mt], (int64_t)j * BC, q0 + (mt * WARPS + warp) * 16, nq, nk, scale_log2,
-                                        bias_h, lane);
+                                     last_units, bias_h, lane);
             softmax_step<BC / 8, D / 8>(s[mt], o[mt], m[mt], l[mt], units_mul(scale_log2));
         }
 #pragma unroll
@@ -342,7 +348,7 @@ template <bool BIAS, typename OutT>
 __global__ void __launch_bounds__(GA_WARPS * 32)
     generic_kernel(const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ v,
                    OutT *__restrict__ out, const float *__restrict__ bias, int64_t nq, int64_t nk, int64_t ld, int D,
-                   int Dp, float scale_log2, int vec) {
+                   int Dp, float scale_log2, float last_units, int vec) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const int qs = Dp + 8, vs = GA_DV + 8; /* row strides, 16 bytes of padding */
     bf16 *Qs = (bf16 *)smem_raw, *Ks = Qs + GA_BR * qs, *Vs = Ks + GA_BC * qs;
@@ -382,7 +388,7 @@ __global__ void __launch_bounds__(GA_WARPS * 32)
                 mma_bf16(s[2 * np + 1], a, b2, b3);
             }
         }
-        scores_fix<GA_BC / 8, BIAS>(s, j0, q0 + warp * 16, nq, nk, scale_log2, bias_h, lane);
+        scores_fix<GA_BC / 8, BIAS>(s, j0, q0 + warp * 16, nq, nk, scale_log2, last_units, bias_h, lane);
         softmax_step<GA_BC / 8, GA_DV / 8>(s, o, m, l, units_mul(scale_log2));
         uint32_t pa[GA_BC / 16][4];
 #pragma unroll
@@ -441,7 +447,8 @@ static int launch_fast(cuda_state *cs, const attn_launch *a, au_err *err) {
                                   (int)smem));
     dim3 grid((unsigned)((a->nq + FA_BR - 1) / FA_BR), (unsigned)a->H);
     flash_kernel<D, MT, BIAS, OutT><<<grid, 256 / MT, smem, cs->stream>>>(a->q, a->k, a->v, (OutT *)a->out, a->bias,
-                                                                         a->nq, a->nk, a->ld, a->scale_log2);
+                                                                         a->nq, a->nk, a->ld, a->scale_log2,
+                                                                         a->last_units);
     CUDA_LAUNCHED();
     return 0;
 }
@@ -458,7 +465,7 @@ template <bool BIAS, typename OutT> static int launch_generic(cuda_state *cs, co
               ((uintptr_t)a->v % 16) == 0;
     dim3 grid((unsigned)((a->nq + GA_BR - 1) / GA_BR), (unsigned)a->H, (unsigned)((a->D + GA_DV - 1) / GA_DV));
     generic_kernel<BIAS, OutT><<<grid, GA_WARPS * 32, smem, cs->stream>>>(
-        a->q, a->k, a->v, (OutT *)a->out, a->bias, a->nq, a->nk, a->ld, a->D, Dp, a->scale_log2, vec);
+        a->q, a->k, a->v, (OutT *)a->out, a->bias, a->nq, a->nk, a->ld, a->D, Dp, a->scale_log2, a->last_units, vec);
     CUDA_LAUNCHED();
     return 0;
 }
@@ -480,7 +487,7 @@ template <bool BIAS, typename OutT> static int dispatch(cuda_state *cs, const at
 }
 
 int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
-                   int n_heads, float scale, const au_tensor *bias, au_err *err) {
+                   int n_heads, float scale, const au_tensor *bias, int64_t last_key_copies, au_err *err) {
     const char *op = "attention";
     cuda_state *cs = cuda_of(be);
     TRY_RC(cuda_check_readable(op, "q", q, err));
@@ -497,6 +504,8 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
                        au_shape_str(out, so, sizeof so), n_heads);
     if (bias)
         TRY_RC(cuda_check_vec(op, "bias [H, nq, nk]", bias, (int64_t)n_heads * nq * nk, err));
+    if (last_key_copies < 1)
+        return au_errf(err, AU_EINVAL, "%s: last_key_copies %lld, expected >= 1", op, (long long)last_key_copies);
     if (nq > 0 && (out->data == k->data || out->data == v->data || out->data == q->data))
         return au_errf(err, AU_EINVAL, "%s: out must not alias q, k or v", op);
     if (out->dtype == AU_F8_E4M3 && out->shape[0] != nq)
@@ -514,7 +523,9 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     a.bias = bias ? (const float *)bias->data : NULL;
     a.nq = nq, a.nk = nk, a.ld = HD, a.H = n_heads, a.D = (int)(HD / n_heads);
     a.scale_log2 = scale * LOG2E;
-    const int fp8 = cuda_attention_fp8_takes(cs, nk, a.D, bias != NULL);
+    const float units_per_log2 = a.scale_log2 > 0.0f ? 1.0f / a.scale_log2 : 1.0f; /* see units_mul */
+    a.last_units = last_key_copies > 1 ? (float)log2((double)last_key_copies) * units_per_log2 : 0.0f;
+    const int fp8 = cuda_attention_fp8_takes(cs, nk, a.D, bias != NULL || last_key_copies > 1);
     int direct_out = out->dtype == AU_BF16 || out->dtype == AU_F32;
     size_t bq = q->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nq * HD) * 2);
     size_t bk = k->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nk * HD) * 2);

@@ -11,7 +11,8 @@
 
 /* One attention call: bf16 q [nq, H*D], k and v [nk, H*D] (row stride ld elements), output out
  * of out_dtype (AU_BF16 or AU_F32) with the same stride; bias NULL or float32 [H, nq, nk];
- * scale_log2 = scale * log2(e). */
+ * scale_log2 = scale * log2(e); last_units: what the last key's score gains, in the kernels'
+ * score units, for the copies of it the call stands for (0: one copy). */
 typedef struct attn_launch {
     const __nv_bfloat16 *q, *k, *v;
     void *out;
@@ -20,6 +21,7 @@ typedef struct attn_launch {
     int64_t nq, nk, ld;
     int H, D;
     float scale_log2;
+    float last_units;
 } attn_launch;
 
 /* ---- PTX helpers ---- */
@@ -55,10 +57,11 @@ __device__ __forceinline__ float fast_exp2(float x) {
 /* ---- the FP8 kernel (cuda_attention_fp8.cu) ---- */
 
 /* Whether a call of this shape runs on the FP8 kernel (given 16-byte aligned operands): FP8
- * precision, head_dim 128, no bias, at least CUDA_ATTN_FP8_MIN_KEYS keys (the long self-attention;
- * cross-attention over the 512 text rows and UMT5's biased attention keep the bf16 kernel). */
+ * precision, head_dim 128, no bias and no copies of the last key, at least CUDA_ATTN_FP8_MIN_KEYS
+ * keys (the long self-attention; cross-attention over the text rows and UMT5's biased attention
+ * keep the bf16 kernel). */
 #define CUDA_ATTN_FP8_MIN_KEYS 1024
-int cuda_attention_fp8_takes(const cuda_state *cs, int64_t nk, int head_dim, int has_bias);
+int cuda_attention_fp8_takes(const cuda_state *cs, int64_t nk, int head_dim, int has_logit_terms);
 /* Device scratch the FP8 kernel needs for nq queries, nk keys, H heads of 128 (256-aligned). */
 size_t cuda_attention_fp8_scratch_bytes(int64_t nq, int64_t nk, int H);
 /* Run a call cuda_attention_fp8_takes; scratch holds cuda_attention_fp8_scratch_bytes. */

@@ -857,8 +857,8 @@ static int64_t keys_padded(int64_t nk) {
     return (nk + W_BC - 1) / W_BC * W_BC;
 }
 
-int cuda_attention_fp8_takes(const cuda_state *cs, int64_t nk, int head_dim, int has_bias) {
-    return cs->precision == BE_CUDA_FP8 && head_dim == F8_D && !has_bias && nk >= CUDA_ATTN_FP8_MIN_KEYS;
+int cuda_attention_fp8_takes(const cuda_state *cs, int64_t nk, int head_dim, int has_logit_terms) {
+    return cs->precision == BE_CUDA_FP8 && head_dim == F8_D && !has_logit_terms && nk >= CUDA_ATTN_FP8_MIN_KEYS;
 }
 
 /* The scratch regions, in order. */

@@ -285,7 +285,7 @@ int cuda_add_gated_layernorm(au_backend *be, au_tensor *x, const au_tensor *y, c
 int cuda_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
                       const au_tensor *cossin, int n_heads, au_err *err);
 int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
-                   int n_heads, float scale, const au_tensor *bias, au_err *err);
+                   int n_heads, float scale, const au_tensor *bias, int64_t last_key_copies, au_err *err);
 /* 1 when this build has the sm_90a attention kernel and the device is sm_90 (cuda_attention_fp8.cu). */
 int cuda_attention_fp8_probe(cuda_state *cs);
 int cuda_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);

@@ -524,7 +524,7 @@ static int attention_selftest(int device, double *rel, au_err *err) {
     HP_RC(be_upload(be, &k, bk, err));
     HP_RC(be_upload(be, &v, bv, err));
     HP_RC(be_upload(be, &o, bo, err));
-    HP_RC(be_attention(be, &o, &q, &k, &v, H, scale, NULL, err));
+    HP_RC(be_attention(be, &o, &q, &k, &v, H, scale, NULL, 1, err));
     HP_RC(be_download(be, bo, &o, err));
     HP_RC(be_sync(be, err));
     for (int h = 0; h < H; h++)

@@ -6,6 +6,8 @@
  * `bq` queries, computes its scores [bq, nk] in thread scratch with one GEMM,
  * exponentiates them against each row's maximum (numerically stable), multiplies
  * by V with a second GEMM and divides each output row by its sum of weights.
+ * With last_key_copies n > 1 the last key's weight is multiplied by n before both (the
+ * softmax over n identical trailing rows, computed once).
  *
  * The exponentials use the vector exp of cpu_vmath.h (relative error ~2e-7).
  */
@@ -72,6 +74,7 @@ typedef struct attn_job {
     int64_t nq, nk, n_heads, head_dim;
     int64_t bq, n_qblocks;
     float scale;
+    float last_copies; /* weight multiplier of the last key (1: plain) */
 } attn_job;
 
 static void attn_task(void *ctx, int64_t task, int thread) {
@@ -86,6 +89,11 @@ static void attn_task(void *ctx, int64_t task, int thread) {
         const float *brow = j->bias ? j->bias + (h * j->nq + q0 + r) * nk : NULL;
         float sum;
         softmax_row(S + r * nk, nk, j->scale, brow, &sum);
+        if (j->last_copies != 1.0f) {
+            float *last = S + r * nk + nk - 1;
+            sum += (j->last_copies - 1.0f) * *last;
+            *last *= j->last_copies;
+        }
         inv_sum[r] = 1.0f / sum;
     }
     float *o = j->out + q0 * HD + h * D;
@@ -96,7 +104,7 @@ static void attn_task(void *ctx, int64_t task, int thread) {
 }
 
 int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
-                  int n_heads, float scale, const au_tensor *bias, au_err *err) {
+                  int n_heads, float scale, const au_tensor *bias, int64_t last_key_copies, au_err *err) {
     const char *op = "attention";
     cpu_state *cs = cpu_of(be);
     int rc;
@@ -113,6 +121,8 @@ int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_t
                        au_shape_str(v, sv, sizeof sv), au_shape_str(out, so, sizeof so), n_heads);
     if (bias && (rc = cpu_check_vec(op, "bias [H, nq, nk]", bias, (int64_t)n_heads * nq * nk, err)) < 0)
         return rc;
+    if (last_key_copies < 1)
+        return au_errf(err, AU_EINVAL, "%s: last_key_copies %lld, expected >= 1", op, (long long)last_key_copies);
     if (nq > 0 && (out->data == k->data || out->data == v->data || out->data == q->data))
         return au_errf(err, AU_EINVAL, "%s: out must not alias q, k or v", op);
     if (nq == 0)
@@ -131,8 +141,8 @@ int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_t
     }
     if ((rc = cpu_scratch_reserve(cs, ((size_t)bq * (size_t)nk + (size_t)bq) * sizeof(float), op, err)) < 0)
         return rc;
-    attn_job j = {cs, q->data, k->data,      v->data, bias ? bias->data : NULL, out->data, nq,
-                  nk, n_heads, HD / n_heads, bq,      (nq + bq - 1) / bq,       scale};
+    attn_job j = {cs, q->data, k->data, v->data, bias ? bias->data : NULL, out->data, nq, nk, n_heads,
+                  HD / n_heads, bq, (nq + bq - 1) / bq, scale, (float)last_key_copies};
     tp_run(cs->pool, j.n_qblocks * n_heads, attn_task, &j);
     return 0;
 }

@@ -76,7 +76,7 @@ int cpu_rope(au_backend *be, au_tensor *x, const au_tensor *cossin, int n_heads,
 int cpu_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor *w, float eps,
                      const au_tensor *cossin, int n_heads, au_err *err);
 int cpu_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
-                  int n_heads, float scale, const au_tensor *bias, au_err *err);
+                  int n_heads, float scale, const au_tensor *bias, int64_t last_key_copies, au_err *err);
 int cpu_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cpu_mul(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cpu_add_gated_layernorm(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_tensor *h,

@@ -114,6 +114,7 @@ typedef struct attn_case {
     float scale; /* 0: 1/sqrt(D) */
     int out_gemm_in;
     au_dtype out_dt, in_dt;
+    int64_t copies; /* of the last key row (last_key_copies) */
 } attn_case;
 
 /* The FP8 precision runs attention with head_dim 128, no bias and at least 1024 keys on the 8-bit
@@ -124,7 +125,8 @@ typedef struct attn_case {
 #define TOL_F8_ATTN 5e-2
 #define TOL_F8_ATTN_F8_OUT 6e-2
 static int attn_fp8_route(const tctx *T, const attn_case *c) {
-    return T->gpu->gemm_in_dtype == AU_F8_E4M3 && c->D == 128 && !c->bias && c->nk >= 1024; /* CUDA_ATTN_FP8_MIN_KEYS */
+    return T->gpu->gemm_in_dtype == AU_F8_E4M3 && c->D == 128 && !c->bias && c->copies == 1 &&
+           c->nk >= 1024; /* CUDA_ATTN_FP8_MIN_KEYS */
 }
 
 /* max |got - ref| / max |ref| and mean |got - ref| / mean |ref| of an attention output, printed
@@ -156,17 +158,23 @@ static void test_attention(tctx *T) {
     au_err verr = {0};
     CHECK(be_cuda_set_attention_variant(alt, 24, &verr) == AU_EINVAL, "attention variant 24 accepted");
     static const attn_case cases[] = {
-        {300, 300, 2, 128, 0, 0, 0, AU_BF16, AU_BF16}, {77, 513, 3, 128, 0, 0, 1, AU_BF16, AU_BF16},
-        {130, 70, 4, 64, 1, 1.0f, 0, AU_BF16, AU_BF16}, {130, 70, 4, 64, 0, 0, 0, AU_F32, AU_F32},
-        {50, 45, 1, 384, 0, 0, 0, AU_BF16, AU_BF16},    {33, 17, 2, 32, 1, 1.0f, 1, AU_BF16, AU_BF16},
-        {9, 11, 2, 36, 0, 0, 0, AU_F32, AU_BF16},       {1, 1, 1, 128, 0, 0, 0, AU_BF16, AU_BF16},
+        {300, 300, 2, 128, 0, 0, 0, AU_BF16, AU_BF16, 1}, {77, 513, 3, 128, 0, 0, 1, AU_BF16, AU_BF16, 1},
+        {130, 70, 4, 64, 1, 1.0f, 0, AU_BF16, AU_BF16, 1}, {130, 70, 4, 64, 0, 0, 0, AU_F32, AU_F32, 1},
+        {50, 45, 1, 384, 0, 0, 0, AU_BF16, AU_BF16, 1},    {33, 17, 2, 32, 1, 1.0f, 1, AU_BF16, AU_BF16, 1},
+        {9, 11, 2, 36, 0, 0, 0, AU_F32, AU_BF16, 1},       {1, 1, 1, 128, 0, 0, 0, AU_BF16, AU_BF16, 1},
         /* the DiT's cross-attention shape: 512 text keys into the gemm input (bf16 kernel) */
-        {500, 512, 4, 128, 0, 0, 1, AU_BF16, AU_BF16},
+        {500, 512, 4, 128, 0, 0, 1, AU_BF16, AU_BF16, 1},
         /* 1024 keys and more: the 8-bit kernel on the FP8 precision (partial key tiles, partial
          * query blocks, f8 and f32 outputs, f32 inputs, sharper softmax, long key loops) */
-        {200, 1100, 2, 128, 0, 0, 0, AU_BF16, AU_BF16}, {1031, 1031, 3, 128, 0, 0, 1, AU_BF16, AU_BF16},
-        {130, 2500, 1, 128, 0, 0, 0, AU_F32, AU_F32},   {257, 1500, 2, 128, 0, 0.5f, 0, AU_BF16, AU_BF16},
-        {5, 4100, 1, 128, 0, 0, 0, AU_BF16, AU_BF16},   {64, 8192, 1, 128, 0, 0, 0, AU_BF16, AU_BF16},
+        {200, 1100, 2, 128, 0, 0, 0, AU_BF16, AU_BF16, 1}, {1031, 1031, 3, 128, 0, 0, 1, AU_BF16, AU_BF16, 1},
+        {130, 2500, 1, 128, 0, 0, 0, AU_F32, AU_F32, 1},   {257, 1500, 2, 128, 0, 0.5f, 0, AU_BF16, AU_BF16, 1},
+        {5, 4100, 1, 128, 0, 0, 0, AU_BF16, AU_BF16, 1},   {64, 8192, 1, 128, 0, 0, 0, AU_BF16, AU_BF16, 1},
+        /* the last key row counted several times (the DiT's text padding, checked against rows
+         * written out on the CPU backend's own test): in a partial and in a full last tile, alone,
+         * on the generic kernel with a bias, and past 1024 keys (the bf16 kernel then) */
+        {500, 78, 4, 128, 0, 0, 1, AU_BF16, AU_BF16, 435}, {130, 64, 2, 128, 0, 0, 0, AU_BF16, AU_BF16, 449},
+        {77, 1, 2, 64, 0, 0, 0, AU_F32, AU_BF16, 511},     {33, 9, 2, 36, 1, 1.0f, 0, AU_BF16, AU_BF16, 7},
+        {200, 1100, 2, 128, 0, 0, 1, AU_BF16, AU_BF16, 3},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const attn_case *c = &cases[i];
@@ -178,19 +186,23 @@ static void test_attention(tctx *T) {
         pair bias = in_pair(T, AU_F32, SHAPE(c->H, c->nq, c->nk), 2.0f);
         pair o = out_pair(T, od, SHAPE(c->nq, HD));
         float scale = c->scale > 0 ? c->scale : 1.0f / sqrtf((float)c->D);
-        MUST(be_attention(T->cpu, &o.c, &q.c, &k.c, &v.c, c->H, scale, c->bias ? &bias.c : NULL, err));
+        const int64_t copies = c->copies;
+        MUST(be_attention(T->cpu, &o.c, &q.c, &k.c, &v.c, c->H, scale, c->bias ? &bias.c : NULL, copies, err));
         for (int variant = 0; variant < 2; variant++) {
             au_err err = {0};
             poison(T, &o.g);
             int rc = be_attention(variant ? alt : T->gpu, &o.g, &q.g, &k.g, &v.g, c->H, scale,
-                                  c->bias ? &bias.g : NULL, &err);
+                                  c->bias ? &bias.g : NULL, copies, &err);
             CHECK(rc == 0, "[%s] attention case %zu: %s", T->name, i, err.msg);
             if (variant)
                 MUST(be_sync(alt, err));
             char what[160];
-            snprintf(what, sizeof what, "attention%s%s nq %lld nk %lld H %d D %d%s %s -> %s", variant ? "/16" : "",
-                     attn_fp8_route(T, c) ? " 8-bit" : "", (long long)c->nq, (long long)c->nk, c->H, c->D,
-                     c->bias ? " +bias" : "", dt_name(c->in_dt), dt_name(od));
+            char copies_txt[32] = "";
+            if (copies > 1)
+                snprintf(copies_txt, sizeof copies_txt, " (last x%lld)", (long long)copies);
+            snprintf(what, sizeof what, "attention%s%s nq %lld nk %lld%s H %d D %d%s %s -> %s",
+                     variant ? "/16" : "", attn_fp8_route(T, c) ? " 8-bit" : "", (long long)c->nq, (long long)c->nk,
+                     copies_txt, c->H, c->D, c->bias ? " +bias" : "", dt_name(c->in_dt), dt_name(od));
             double tol = od == AU_F8_E4M3 ? TOL_F8 : TOL_BF16;
             if (attn_fp8_route(T, c))
                 tol = od == AU_F8_E4M3 ? TOL_F8_ATTN_F8_OUT : TOL_F8_ATTN;
@@ -380,7 +392,7 @@ static void test_steady_and_errors(tctx *T) {
         if (rep == 1)
             MUST(be_cuda_get_stats(T->gpu, &s0, err));
         MUST(be_linear(T->gpu, &y.g, &x.g, &w.g, NULL, AU_ACT_GELU_TANH, err));
-        MUST(be_attention(T->gpu, &o.g, &q.g, &q.g, &q.g, 2, 0.1f, NULL, err));
+        MUST(be_attention(T->gpu, &o.g, &q.g, &q.g, &q.g, 2, 0.1f, NULL, 1, err));
     }
     MUST(be_cuda_get_stats(T->gpu, &s1, err));
     CHECK(s1.scratch_allocs == s0.scratch_allocs, "[%s] repeated ops allocated scratch (%llu -> %llu)", T->name,
@@ -390,11 +402,14 @@ static void test_steady_and_errors(tctx *T) {
     pair bad = out_pair(T, AU_BF16, SHAPE(64, 95));
     int rc = be_linear(T->gpu, &bad.g, &x.g, &w.g, NULL, AU_ACT_NONE, &err);
     CHECK(rc == AU_EINVAL && strstr(err.msg, "linear"), "[%s] linear with a wrong y: rc %d, %s", T->name, rc, err.msg);
-    rc = be_attention(T->gpu, &q.g, &q.g, &q.g, &q.g, 2, 0.1f, NULL, &err);
+    rc = be_attention(T->gpu, &q.g, &q.g, &q.g, &q.g, 2, 0.1f, NULL, 1, &err);
     CHECK(rc == AU_EINVAL && strstr(err.msg, "attention"), "[%s] attention out aliasing q: rc %d, %s", T->name, rc,
           err.msg);
-    rc = be_attention(T->gpu, &o.g, &q.g, &q.g, &q.g, 3, 0.1f, NULL, &err);
+    rc = be_attention(T->gpu, &o.g, &q.g, &q.g, &q.g, 3, 0.1f, NULL, 1, &err);
     CHECK(rc == AU_EINVAL, "[%s] attention with 256 columns in 3 heads: rc %d", T->name, rc);
+    rc = be_attention(T->gpu, &o.g, &q.g, &q.g, &q.g, 2, 0.1f, NULL, 0, &err);
+    CHECK(rc == AU_EINVAL && strstr(err.msg, "last_key_copies"), "[%s] attention with 0 copies: rc %d, %s", T->name,
+          rc, err.msg);
     int stride[3] = {1, 1, 1}, pad[6] = {0};
     rc = be_conv3d(T->gpu, &bad.g, &x.g, &w.g, NULL, stride, pad, &err);
     CHECK(rc == AU_EINVAL && strstr(err.msg, "conv3d"), "[%s] conv3d on 2-D tensors: rc %d, %s", T->name, rc, err.msg);

@@ -198,7 +198,7 @@ static void test_attention(au_backend *be) {
             float scale = with_bias ? 1.0f : 1.0f / sqrtf((float)D);
             double *ref = dalloc(nq * H * D);
             attention_ref(q.data, k.data, v.data, with_bias ? bias.data : NULL, nq, nk, H, D, scale, ref);
-            CHECK_OK(be_attention(be, &o, &q, &k, &v, (int)H, scale, with_bias ? &bias : NULL, &err));
+            CHECK_OK(be_attention(be, &o, &q, &k, &v, (int)H, scale, with_bias ? &bias : NULL, 1, &err));
             double e = rel_err(o.data, ref, nq * H * D);
             CHECK(e < REL_TOL, "attention nq=%lld nk=%lld H=%lld D=%lld bias %d: rel %.3g", (long long)nq,
                   (long long)nk, (long long)H, (long long)D, with_bias, e);
@@ -211,8 +211,51 @@ static void test_attention(au_backend *be) {
     fill_rand(k.data, 48, 300.0f);
     double ref[32];
     attention_ref(q.data, k.data, v.data, NULL, 4, 6, 1, 8, 1.0, ref);
-    CHECK_OK(be_attention(be, &o, &q, &k, &v, 1, 1.0f, NULL, &err));
+    CHECK_OK(be_attention(be, &o, &q, &k, &v, 1, 1.0f, NULL, 1, &err));
     CHECK(rel_err(o.data, ref, 32) < REL_TOL, "attention with logits ~1e5");
+}
+
+/* The last key row standing for `copies` identical rows equals attention over the rows written
+ * out (the DiT's padded text). */
+static void test_attention_copies(au_backend *be) {
+    /* nq, rows, heads, head_dim, copies of the last row */
+    static const int64_t cases[][5] = {
+        {17, 1, 2, 8, 511}, {33, 8, 3, 16, 505}, {5, 78, 4, 128, 435}, {9, 20, 2, 64, 2}, {40, 3, 1, 384, 90}};
+    au_err err = {0};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int with_bias = 0; with_bias < 2; with_bias++) {
+            be_arena_reset(test_arena);
+            int64_t nq = cases[c][0], rows = cases[c][1], H = cases[c][2], D = cases[c][3], n = cases[c][4];
+            int64_t nk = rows - 1 + n, HD = H * D;
+            au_tensor q = MK(AU_F32, nq, HD), k = MK(AU_F32, rows, HD), v = MK(AU_F32, rows, HD);
+            au_tensor o = MK(AU_F32, nq, HD), bias = MK(AU_F32, H, nq, rows);
+            fill_rand(q.data, au_numel(&q), 2.0f);
+            fill_rand(k.data, au_numel(&k), 1.0f);
+            fill_rand(v.data, au_numel(&v), 1.0f);
+            fill_rand(bias.data, au_numel(&bias), 3.0f);
+            float *kx = malloc(sizeof *kx * (size_t)(nk * HD)), *vx = malloc(sizeof *vx * (size_t)(nk * HD));
+            float *bx = malloc(sizeof *bx * (size_t)(H * nq * nk));
+            REQUIRE(kx && vx && bx, "out of memory");
+            for (int64_t j = 0; j < nk; j++) { /* row j of the written-out keys is row min(j, rows - 1) */
+                int64_t src = j < rows ? j : rows - 1;
+                memcpy(kx + j * HD, (float *)k.data + src * HD, sizeof *kx * (size_t)HD);
+                memcpy(vx + j * HD, (float *)v.data + src * HD, sizeof *vx * (size_t)HD);
+                for (int64_t r = 0; r < H * nq; r++)
+                    bx[r * nk + j] = ((float *)bias.data)[r * rows + src];
+            }
+            float scale = 1.0f / sqrtf((float)D);
+            double *ref = dalloc(nq * HD);
+            attention_ref(q.data, kx, vx, with_bias ? bx : NULL, nq, nk, H, D, scale, ref);
+            CHECK_OK(be_attention(be, &o, &q, &k, &v, (int)H, scale, with_bias ? &bias : NULL, n, &err));
+            double e = rel_err(o.data, ref, nq * HD);
+            CHECK(e < REL_TOL, "attention nq=%lld rows=%lld H=%lld D=%lld copies %lld bias %d: rel %.3g",
+                  (long long)nq, (long long)rows, (long long)H, (long long)D, (long long)n, with_bias, e);
+            free(ref), free(kx), free(vx), free(bx);
+        }
+    be_arena_reset(test_arena);
+    au_tensor q = MK(AU_F32, 4, 8), k = MK(AU_F32, 6, 8), o = MK(AU_F32, 4, 8);
+    CHECK(be_attention(be, &o, &q, &k, &k, 1, 1.0f, NULL, 0, &err) == AU_EINVAL && strstr(err.msg, "last_key_copies"),
+          "attention refuses 0 copies: %s", err.msg);
 }
 
 static void test_errors(au_backend *be) {
@@ -236,12 +279,12 @@ static void test_errors(au_backend *be) {
     CHECK(be_linear(be, &y, &xi, &w2, NULL, AU_ACT_NONE, &err) == AU_EINVAL && strstr(err.msg, "f32"),
           "x must be f32: %s", err.msg);
     au_tensor q = MK(AU_F32, 5, 12), k = MK(AU_F32, 7, 12), kbad = MK(AU_F32, 7, 10), o = MK(AU_F32, 5, 12);
-    CHECK(be_attention(be, &o, &q, &kbad, &k, 3, 1.0f, NULL, &err) == AU_EINVAL &&
+    CHECK(be_attention(be, &o, &q, &kbad, &k, 3, 1.0f, NULL, 1, &err) == AU_EINVAL &&
               strstr(err.msg, "attention"),
           "attention k width: %s", err.msg);
-    CHECK(be_attention(be, &o, &q, &k, &k, 5, 1.0f, NULL, &err) == AU_EINVAL, "heads must divide the width");
+    CHECK(be_attention(be, &o, &q, &k, &k, 5, 1.0f, NULL, 1, &err) == AU_EINVAL, "heads must divide the width");
     au_tensor bias = MK(AU_F32, 3, 5, 6);
-    CHECK(be_attention(be, &o, &q, &k, &k, 3, 1.0f, &bias, &err) == AU_EINVAL && strstr(err.msg, "bias"),
+    CHECK(be_attention(be, &o, &q, &k, &k, 3, 1.0f, &bias, 1, &err) == AU_EINVAL && strstr(err.msg, "bias"),
           "attention bias size: %s", err.msg);
 }
 
@@ -258,6 +301,7 @@ int main(void) {
         test_arena = be_arena_create(be, 64 << 20);
         test_linear(be);
         test_attention(be);
+        test_attention_copies(be);
         if (t == 0) {
             test_linear_steady_state(be);
             test_errors(be);
