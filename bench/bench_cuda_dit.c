@@ -9,7 +9,9 @@
  * Weights are drawn like PyTorch's default init (uniform +-1/sqrt(fan_in) for linear weights,
  * biases small, norm gains near 1, modulation about +-0.1), stored bf16 in DIR/dit.safetensors;
  * inputs (x, context, t) in DIR/inputs.safetensors; outputs in DIR/out_<precision>.safetensors.
- * FLOPs counted: per layer 12 N D^2 + 4 N D FFN (linears) + 4 N^2 D + 4 N 512 D (attention).
+ * FLOPs counted: per layer 12 N D^2 + 4 N D FFN (linears) + 4 N^2 D + 4 N 512 D (attention), the
+ * model's own count as PyTorch runs it (the cross-attention here computes 78 of the 512 text rows:
+ * the padding rows are one row counted 435 times, see wan_dit.c), so TFLOP/s compare like for like.
  * Prints "RESULT dit <model> <precision> <ms> <TFLOP/s>" for device.sh.
  */
 #include "backend.h"
