@@ -79,7 +79,8 @@ if [ "$MODE" != bench ] && [ "${SANITIZE:-1}" != 0 ]; then
     for t in $gpu_tests; do
         api=explicit # test_cuda_oom makes cudaMalloc fail on purpose: only its memory accesses count
         [ "$t" = test_cuda_oom ] && api=no
-        timeout 150 compute-sanitizer --tool memcheck --report-api-errors $api --error-exitcode 99 "build-dev/tests/$t" \
+        # the ranks of test_cuda_parallel run at the sanitizer's pace: a longer comm timeout
+        AUTEUR_TEST_COMM_TIMEOUT_MS=60000 timeout 150 compute-sanitizer --tool memcheck --report-api-errors $api --error-exitcode 99 "build-dev/tests/$t" \
             >>"$LOG_TEST" 2>&1
         echo "memcheck $t: rc $? (0 clean, 99 errors, 124 timeout)" | tee -a "$SUMMARY"
     done

@@ -155,6 +155,9 @@ typedef struct au_backend_ops {
     /* Time doubling of the VAE's upsample3d: x [2C, T, H, W] -> y [C, 2T, H, W],
      * y[c, 2t+i] = x[i*C + c, t]. */
     int (*time_interleave)(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
+    /* The decoded video as 8-bit frames: x [3, T, H, W] (float dtype, values in [-1, 1]) ->
+     * y [T, H, W, 3] u8, y = trunc((clamp(x, -1, 1) + 1) * 0.5 * 255) (NaN as -1). */
+    int (*to_rgb8)(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
 
     /* Recording (NULL on a backend that only runs ops as they come, the CPU one; engine/replay.h
      * is how model code uses it). Between record_begin and record_end the ops are recorded, not
@@ -225,6 +228,7 @@ au_backend *be_arena_backend(const au_arena *a);
 #define be_conv3d(be, ...) AU_BE_CALL(be, conv3d, __VA_ARGS__)
 #define be_upsample2x(be, ...) AU_BE_CALL(be, upsample2x, __VA_ARGS__)
 #define be_time_interleave(be, ...) AU_BE_CALL(be, time_interleave, __VA_ARGS__)
+#define be_to_rgb8(be, ...) AU_BE_CALL(be, to_rgb8, __VA_ARGS__)
 #define be_upload(be, ...) AU_BE_CALL(be, upload, __VA_ARGS__)
 #define be_download(be, ...) AU_BE_CALL(be, download, __VA_ARGS__)
 #define be_sync(be, ...) AU_BE_CALL(be, sync, __VA_ARGS__)

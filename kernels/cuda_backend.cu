@@ -321,6 +321,7 @@ static au_backend_ops make_ops(void) {
     o.conv3d = cuda_conv3d;
     o.upsample2x = cuda_upsample2x;
     o.time_interleave = cuda_time_interleave;
+    o.to_rgb8 = cuda_to_rgb8;
     o.record_begin = cuda_record_begin;
     o.record_end = cuda_record_end;
     o.graph_run = cuda_graph_run;

@@ -306,5 +306,6 @@ int cuda_conv3d(au_backend *be, au_tensor *y, const au_tensor *x, const au_tenso
                 const int stride[3], const int pad[6], au_err *err);
 int cuda_upsample2x(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
 int cuda_time_interleave(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
+int cuda_to_rgb8(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
 
 #endif

@@ -1,5 +1,6 @@
 /* cuda_layout.cu - data movement ops of the CUDA backend: patchify, unpatchify, transpose,
- * swap01, concat, slice, upsample2x, time_interleave.
+ * swap01, concat, slice, upsample2x, time_interleave, and to_rgb8 (the decoded video's planes
+ * as interleaved 8-bit frames, so only a quarter of the bytes cross to the host).
  *
  * Each is an index map y[i] = x[src(i)] run through cu_map, so the output may have another
  * dtype than the input (the DiT patchifies its f32 latent straight into the f8 input of the
@@ -9,6 +10,8 @@
  *   upsample2x: y[c, t, i, j] = x[c, t, i/2, j/2]
  *   time_interleave: y[c, 2t + i] = x[i C + c, t]   (x [2C, T, H, W])
  *   swap01:     y[b, a, :] = x[a, b, :]   (x [A, B, rest...]; a plain copy kernel, same dtype, not f8)
+ *   to_rgb8:    y[t, s, c] = trunc((clamp(x[c, t, s], -1, 1) + 1) * 0.5 * 255)   (y u8; rounded
+ *               step by step like the CPU backend, no contraction, so both give the same bytes)
  * concat and slice without a dtype change (the VAE's causal cache) are strided copies
  * (cudaMemcpy2DAsync) instead. Outputs must not alias inputs.
  */
@@ -275,4 +278,29 @@ int cuda_time_interleave(au_backend *be, au_tensor *y, const au_tensor *x, au_er
         return shape_error(op, y, x, "expected x [2C,T,H,W] and y [C,2T,H,W]", err);
     interleave_fn f = {cu_ref_of(x), y->shape[0], x->shape[1], x->shape[2] * x->shape[3]};
     return cu_map(cuda_of(be), f, y, op, err);
+}
+
+__global__ void rgb8_kernel(cu_ref x, uint8_t *y, int64_t T, int64_t plane, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t c = i % 3, ts = i / 3, t = ts / plane, s = ts % plane;
+        const float v = fminf(fmaxf(cu_load(x, (c * T + t) * plane + s), -1.0f), 1.0f); /* NaN -> -1 */
+        y[i] = (uint8_t)__fmul_rn(__fmul_rn(__fadd_rn(v, 1.0f), 0.5f), 255.0f);
+    }
+}
+
+int cuda_to_rgb8(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err) {
+    const char *op = "to_rgb8";
+    cuda_state *cs = cuda_of(be);
+    TRY_RC(cuda_check_readable(op, "x", x, err));
+    TRY_RC(be_check_tensor(op, "y", y, err));
+    if (y->dtype != AU_U8 || x->ndim != 4 || y->ndim != 4 || x->shape[0] != 3 ||
+        y->shape[0] != x->shape[1] || y->shape[1] != x->shape[2] || y->shape[2] != x->shape[3] || y->shape[3] != 3)
+        return shape_error(op, y, x, "expected x [3,T,H,W] and y [T,H,W,3] u8", err);
+    const int64_t n = au_numel(y);
+    if (n == 0)
+        return 0;
+    rgb8_kernel<<<cu_grid(n, 256), 256, 0, cs->stream>>>(cu_ref_of(x), (uint8_t *)y->data, x->shape[1],
+                                                         x->shape[2] * x->shape[3], n);
+    CUDA_LAUNCHED();
+    return 0;
 }

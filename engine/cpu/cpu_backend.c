@@ -304,6 +304,7 @@ static const au_backend_ops cpu_ops = {
     .conv3d = cpu_conv3d,
     .upsample2x = cpu_upsample2x,
     .time_interleave = cpu_time_interleave,
+    .to_rgb8 = cpu_to_rgb8,
 };
 
 int be_cpu_create(au_backend **out, int n_threads, au_err *err) {

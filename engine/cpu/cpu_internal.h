@@ -99,5 +99,6 @@ int cpu_conv3d(au_backend *be, au_tensor *y, const au_tensor *x, const au_tensor
                const int stride[3], const int pad[6], au_err *err);
 int cpu_upsample2x(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
 int cpu_time_interleave(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
+int cpu_to_rgb8(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err);
 
 #endif

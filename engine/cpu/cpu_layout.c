@@ -1,13 +1,15 @@
 /* cpu_layout.c - data movement ops of the CPU backend: patchify, unpatchify,
- * transpose, swap01, concat, slice, upsample2x, time_interleave.
+ * transpose, swap01, concat, slice, upsample2x, time_interleave, to_rgb8.
  *
  * They move elements without arithmetic, so they work for any dtype but f8
- * (whose per-row scales would not follow), input and output of the same dtype.
+ * (whose per-row scales would not follow), input and output of the same dtype;
+ * to_rgb8 (the video's planes to interleaved 8-bit frames) is the one that converts.
  *   patchify:   y[(f,h,w), (c,kt,kh,kw)] = x[c, f pt + kt, h ph + kh, w pw + kw]
  *   unpatchify: y[c, f pt + kt, h ph + kh, w pw + kw] = x[(f,h,w), (kt,kh,kw,c)]
  *   upsample2x: y[c, t, i, j] = x[c, t, i/2, j/2]
  *   time_interleave: y[c, 2t + i] = x[i C + c, t]   (x [2C, T, H, W])
  *   swap01:     y[b, a, :] = x[a, b, :]   (x [A, B, rest...], each rest block contiguous)
+ *   to_rgb8:    y[t, s, c] = trunc((clamp(x[c, t, s], -1, 1) + 1) * 0.5 * 255)   (x f32, y u8)
  * Outputs must not alias inputs.
  */
 #include "cpu_internal.h"
@@ -355,5 +357,42 @@ int cpu_time_interleave(au_backend *be, au_tensor *y, const au_tensor *x, au_err
     interleave_job j = {x->data, y->data, y->shape[0], x->shape[1],
                         (size_t)(x->shape[2] * x->shape[3]) * au_dtype_size(x->dtype)};
     cpu_parallel_for(cpu_of(be), y->shape[0] * y->shape[1], 4, interleave_range, &j);
+    return 0;
+}
+
+/* ---- to_rgb8 ---- */
+
+typedef struct rgb8_job {
+    const float *x;
+    uint8_t *y;
+    int64_t T;
+    size_t plane; /* H W */
+} rgb8_job;
+
+/* Output frames [begin, end). */
+static void rgb8_range(void *ctx, int64_t begin, int64_t end, int thread) {
+    const rgb8_job *j = ctx;
+    for (int64_t t = begin; t < end; t++)
+        for (int c = 0; c < 3; c++) {
+            const float *src = j->x + ((size_t)c * (size_t)j->T + (size_t)t) * j->plane;
+            uint8_t *dst = j->y + (size_t)t * j->plane * 3 + c;
+            for (size_t s = 0; s < j->plane; s++) {
+                float v = src[s] > -1.0f ? src[s] : -1.0f; /* NaN -> -1 */
+                v = v < 1.0f ? v : 1.0f;
+                dst[3 * s] = (uint8_t)((v + 1.0f) * 0.5f * 255.0f);
+            }
+        }
+}
+
+int cpu_to_rgb8(au_backend *be, au_tensor *y, const au_tensor *x, au_err *err) {
+    const char *op = "to_rgb8";
+    int rc;
+    if ((rc = cpu_check_f32(op, "x", x, err)) < 0 || (rc = be_check_tensor(op, "y", y, err)) < 0)
+        return rc;
+    if (y->dtype != AU_U8 || x->ndim != 4 || y->ndim != 4 || x->shape[0] != 3 || y->shape[0] != x->shape[1] ||
+        y->shape[1] != x->shape[2] || y->shape[2] != x->shape[3] || y->shape[3] != 3)
+        return shape_error(op, y, x, "expected x [3,T,H,W] f32 and y [T,H,W,3] u8", err);
+    rgb8_job j = {x->data, y->data, x->shape[1], (size_t)(x->shape[2] * x->shape[3])};
+    cpu_parallel_for(cpu_of(be), x->shape[1], 1, rgb8_range, &j);
     return 0;
 }

@@ -5,7 +5,8 @@
  * (f8 quantized per row, f8 rows of a larger tensor), fill (f8 included), and patchify,
  * unpatchify, transpose, swap01, concat, slice, upsample2x, time_interleave, including dtype
  * changes (the DiT patchifies its f32 latent into the f8 gemm input). Data movement must
- * be exact: tolerance 1e-6 against the reference rounded to the output dtype.
+ * be exact: tolerance 1e-6 against the reference rounded to the output dtype; to_rgb8 (the
+ * video to 8-bit frames) byte for byte.
  */
 #include "test_cuda_util.h"
 
@@ -255,11 +256,51 @@ static void test_layout(tctx *T) {
     }
 }
 
+/* to_rgb8 byte for byte against the CPU backend: f32 and bf16 planes, values inside [-1, 1]
+ * (where no byte reaches 255, the poison) and past it with a NaN (clamped). */
+static void test_to_rgb8(tctx *T) {
+    static const struct {
+        au_dtype dt;
+        float amp;
+    } cases[] = {{AU_F32, 0.9f}, {AU_BF16, 0.9f}, {AU_F32, 1.5f}, {AU_BF16, 1.5f}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int64_t F = 5, H = 7, W = 9, n = F * H * W * 3;
+        pair x = in_pair(T, cases[i].dt, SHAPE(3, F, H, W), cases[i].amp);
+        if (cases[i].amp > 1.0f) {
+            x.host[17] = NAN;
+            gpu_put(T, &x.g, x.host);
+        }
+        au_tensor yg = mk_tensor(T->gpu_arena, AU_U8, SHAPE(F, H, W, 3));
+        au_tensor yc = mk_tensor(T->cpu_arena, AU_U8, SHAPE(F, H, W, 3));
+        poison(T, &yg);
+        au_err e = {0};
+        CHECK(be_to_rgb8(T->gpu, &yg, &x.g, &e) == 0, "to_rgb8: %s", e.msg);
+        MUST(be_to_rgb8(T->cpu, &yc, &x.c, err));
+        uint8_t *got = xmalloc((size_t)n);
+        MUST(be_download(T->gpu, got, &yg, err));
+        int64_t differ = 0, full = 0;
+        for (int64_t k = 0; k < n; k++) {
+            differ += got[k] != ((uint8_t *)yc.data)[k];
+            full += got[k] == 255;
+        }
+        CHECK(differ == 0 && (cases[i].amp > 1.0f || full == 0),
+              "[%s] to_rgb8 %s amplitude %.1f: %lld of %lld bytes differ from the CPU, %lld at 255", T->name,
+              au_dtype_name(cases[i].dt), cases[i].amp, (long long)differ, (long long)n, (long long)full);
+        free(got);
+    }
+    au_err e = {0};
+    pair x = in_pair(T, AU_F32, SHAPE(3, 2, 4, 4), 1.0f);
+    au_tensor bad = mk_tensor(T->gpu_arena, AU_U8, SHAPE(2, 4, 4, 4));
+    int rc = be_to_rgb8(T->gpu, &bad, &x.g, &e);
+    CHECK(rc == AU_EINVAL && strstr(e.msg, "to_rgb8"), "to_rgb8 into 4 channels: rc %d, %s", rc, e.msg);
+}
+
 static void run_all(tctx *T) {
     test_binary(T);
     test_unary(T);
     test_copy_fill(T);
     test_layout(T);
+    test_to_rgb8(T);
 }
 
 int main(void) { return run_precisions(run_all); }

@@ -4,7 +4,7 @@
  * w/b/shift/scale combination), rmsnorm, rmsnorm_channels, rope, add/mul with
  * row broadcast, add_gated, activate, lincomb, clamp, copy with dtype
  * conversion (f8 quantization included), fill, patchify/unpatchify, transpose,
- * swap01, concat, slice, upsample2x, time_interleave; in-place (aliased) use where
+ * swap01, concat, slice, upsample2x, time_interleave, to_rgb8; in-place (aliased) use where
  * backend.h allows it; and argument errors. Shapes include 1, 3, 17, 129.
  * (linear/attention: test_cpu_linear.c; conv3d: test_cpu_conv.c.)
  */
@@ -558,6 +558,27 @@ static void test_layout(void) {
           "time_interleave shape: %s", err.msg);
     au_tensor hb = MK(AU_BF16, 3, 2, 10, 14);
     CHECK(be_upsample2x(be, &hb, &s, &err) == AU_EINVAL && strstr(err.msg, "dtype"), "dtype mismatch: %s",
+          err.msg);
+
+    /* to_rgb8: planes [3, T, H, W] to interleaved bytes, clamped, NaN as -1 */
+    au_tensor planes = MK(AU_F32, 3, 4, 3, 5), rgb = MK(AU_U8, 4, 3, 5, 3);
+    float *pv = planes.data;
+    for (int64_t i = 0; i < au_numel(&planes); i++)
+        pv[i] = -1.25f + 2.5f * (float)i / (float)au_numel(&planes);
+    pv[7] = NAN, pv[8] = -1.0f, pv[9] = 1.0f, pv[10] = 0.0f;
+    CHECK_OK(be_to_rgb8(be, &rgb, &planes, &err));
+    bad = 0;
+    for (int64_t t = 0; t < 4; t++)
+        for (int64_t px = 0; px < 15; px++)
+            for (int c = 0; c < 3; c++) {
+                float v = pv[(c * 4 + t) * 15 + px];
+                int want = isnan(v) || v <= -1.0f ? 0 : v >= 1.0f ? 255 : (int)((v + 1.0f) * 127.5f);
+                bad += ((uint8_t *)rgb.data)[(t * 15 + px) * 3 + c] != want;
+            }
+    CHECK(bad == 0, "to_rgb8: %d bytes wrong", bad);
+    CHECK(((uint8_t *)rgb.data)[(0 * 15 + 10) * 3] == 127, "to_rgb8: 0 -> 127");
+    au_tensor rgb4 = MK(AU_U8, 4, 3, 5, 4);
+    CHECK(be_to_rgb8(be, &rgb4, &planes, &err) == AU_EINVAL && strstr(err.msg, "to_rgb8"), "to_rgb8 shape: %s",
           err.msg);
 }
 

@@ -84,7 +84,7 @@ static void test_dit(rp_shared *sh) {
 
 static void test_cancel_and_failures(rp_shared *sh) {
     static const au_parallel modes[2] = {AU_PARALLEL_CFG, AU_PARALLEL_ULYSSES};
-    const double limit_s = RP_TIMEOUT_MS / 1000.0 + 5.0;
+    const double limit_s = rp_timeout_ms() / 1000.0 + 5.0;
     for (int m = 0; m < 2; m++) {
         const char *name = pipeline_parallel_name(modes[m]);
         rp_scenario sc = job(modes[m], 5.0f);
@@ -117,7 +117,7 @@ static void test_cancel_and_failures(rp_shared *sh) {
     CHECK(sh->r[0].rc == AU_ECOMM && sh->r[0].seconds < limit_s, "peer silent: rank 0 rc %d after %.1f s: %s",
           sh->r[0].rc, sh->r[0].seconds, sh->r[0].msg);
     printf("cfg      rank 1 silent after step 1: rank 0 rc %d after %.2f s (comm timeout %.1f s): %s\n",
-           sh->r[0].rc, sh->r[0].seconds, RP_TIMEOUT_MS / 1000.0, sh->r[0].msg);
+           sh->r[0].rc, sh->r[0].seconds, rp_timeout_ms() / 1000.0, sh->r[0].msg);
 }
 
 static void test_check_and_names(void) {
