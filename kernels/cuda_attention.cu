@@ -22,7 +22,8 @@
  *    Q.K^T is recomputed once per slice.
  * On the FP8 precision, long attention with head_dim 128 and no bias (the DiT's self-attention)
  * runs on the 8-bit kernel of cuda_attention_fp8.cu instead (int8 Q K^T, e4m3 P V;
- * cuda_attention_fp8_takes).
+ * cuda_attention_fp8_takes); on Hopper, the rest with head_dim 128 and no bias runs on the
+ * wgmma form of flash_kernel in cuda_attention_wgmma.cu (cuda_attention_wgmma_takes).
  * q, k, v must be bf16 for the kernels (other dtypes are converted into scratch first);
  * the kernels write bf16 or f32, and an f8 or f16 output goes through a bf16 scratch tile
  * (f8: then quantized per row across all heads).
@@ -37,116 +38,12 @@
 
 #define GENERIC_MAX_D 448
 
-typedef __nv_bfloat16 bf16;
-
 /* c += a (16x16 bf16, row) . b (16x8 bf16, col) */
 __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};\n"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
-
-template <typename T> __device__ __forceinline__ void store_pair(T *p, float a, float b);
-template <> __device__ __forceinline__ void store_pair<bf16>(bf16 *p, float a, float b) {
-    *(__nv_bfloat162 *)p = __floats2bfloat162_rn(a, b);
-}
-template <> __device__ __forceinline__ void store_pair<float>(float *p, float a, float b) {
-    *(float2 *)p = make_float2(a, b);
-}
-template <typename T> __device__ __forceinline__ void store_one(T *p, float a);
-template <> __device__ __forceinline__ void store_one<bf16>(bf16 *p, float a) { *p = __float2bfloat16_rn(a); }
-template <> __device__ __forceinline__ void store_one<float>(float *p, float a) { *p = a; }
-
-/* Scores are kept in "units" u: with scale_log2 > 0 (always, in the models) the raw q.k
- * (plus bias / scale) and mul = scale_log2, so that the probability 2^(u mul - m mul) is one
- * FFMA and one ex2; with scale_log2 <= 0 they are pre-multiplied and mul = 1. */
-__device__ __forceinline__ float units_mul(float scale_log2) { return scale_log2 > 0.0f ? scale_log2 : 1.0f; }
-
-/* Online-softmax step for the two rows a thread owns (row g: elements 0,1; row g+8: 2,3) of
- * a warp's S tile s[NT][4] (in units, masked with -inf): updates the running max m (units)
- * and this thread's partial sums l, rescales o[NO][4] (skipped when no row of the warp has
- * a new max: the factor would be exactly 1) and turns s into probabilities. */
-template <int NT, int NO>
-__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float m[2], float l[2], float mul) {
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        mx[0] = fmaxf(mx[0], fmaxf(s[t][0], s[t][1]));
-        mx[1] = fmaxf(mx[1], fmaxf(s[t][2], s[t][3]));
-    }
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    }
-    float alpha[2], sum[2] = {0.0f, 0.0f}, msl[2];
-    bool changed = false;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        float mn = fmaxf(m[r], mx[r]);
-        changed |= mn != m[r];
-        alpha[r] = fast_exp2((m[r] - mn) * mul);
-        m[r] = mn;
-        msl[r] = mn * mul;
-    }
-#pragma unroll
-    for (int t = 0; t < NT; t++) {
-        s[t][0] = fast_exp2(fmaf(s[t][0], mul, -msl[0]));
-        s[t][1] = fast_exp2(fmaf(s[t][1], mul, -msl[0]));
-        s[t][2] = fast_exp2(fmaf(s[t][2], mul, -msl[1]));
-        s[t][3] = fast_exp2(fmaf(s[t][3], mul, -msl[1]));
-        sum[0] += s[t][0] + s[t][1];
-        sum[1] += s[t][2] + s[t][3];
-    }
-    l[0] = fmaf(l[0], alpha[0], sum[0]);
-    l[1] = fmaf(l[1], alpha[1], sum[1]);
-    if (__any_sync(0xffffffffu, changed)) {
-#pragma unroll
-        for (int t = 0; t < NO; t++) {
-            o[t][0] *= alpha[0];
-            o[t][1] *= alpha[0];
-            o[t][2] *= alpha[1];
-            o[t][3] *= alpha[1];
-        }
-    }
-}
-
-/* Put a tile's raw q.k into units: add the bias and last_units to key nk - 1, mask keys >= nk.
- * col0: first key of the tile; row0: the warp's first query. A full tile without bias, not
- * holding a weighted last key, needs nothing when scale_log2 > 0 (the scale is applied in the
- * exponent). */
-template <int NT, bool BIAS>
-__device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int64_t row0, int64_t nq, int64_t nk,
-                                           float scale_log2, float last_units, const float *bias_h, int lane) {
-    const bool partial = col0 + NT * 8 > nk, folded = scale_log2 > 0.0f;
-    const bool last = last_units != 0.0f && col0 + NT * 8 >= nk;
-    if (!BIAS && !partial && folded && !last)
-        return;
-    const float pre = folded ? 1.0f : scale_log2;                    /* units per raw q.k */
-    const float bias_units = folded ? LOG2E / scale_log2 : LOG2E;    /* units per bias unit */
-    const int g = lane >> 2, t4 = lane & 3;
-    const int kmax = (int)(nk - col0 < NT * 8 ? nk - col0 : NT * 8); /* valid keys in this tile */
-#pragma unroll
-    for (int t = 0; t < NT; t++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            int c = t * 8 + 2 * t4 + (e & 1);
-            float v = s[t][e] * pre;
-            if (last && c == kmax - 1)
-                v += last_units;
-            if (BIAS) {
-                int64_t row = row0 + g + (e >> 1) * 8;
-                if (row < nq && c < kmax)
-                    v += bias_h[row * nk + col0 + c] * bias_units;
-            }
-            s[t][e] = c < kmax ? v : -INFINITY;
-        }
 }
 
 /* ---- head_dim 64 / 128 ---- */
@@ -531,7 +428,8 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     size_t bk = k->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nk * HD) * 2);
     size_t bv = v->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nk * HD) * 2);
     size_t bo = direct_out ? 0 : cuda_round256((size_t)(nq * HD) * 2);
-    size_t b8 = fp8 ? cuda_attention_fp8_scratch_bytes(nq, nk, n_heads) : 0;
+    size_t b8 = fp8 ? cuda_attention_fp8_scratch_bytes(nq, nk, n_heads)
+                    : (cs->attn_wgmma && a.D == 128 && !bias ? cuda_attention_wgmma_scratch_bytes(nk, n_heads) : 0);
     char *mem = NULL;
     if (bq + bk + bv + bo + b8)
         TRY_RC(cuda_scratch(cs, bq + bk + bv + bo + b8, (void **)&mem, op, err));
@@ -554,6 +452,9 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     if (fp8 && ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v | (uintptr_t)a.out) % 16 == 0) {
         cs->stats.attn_fast++;
         TRY_RC(cuda_attention_fp8(cs, &a, mem + off, err));
+    } else if (!fp8 && b8 && cuda_attention_wgmma_takes(cs, &a)) {
+        cs->stats.attn_fast++;
+        TRY_RC(cuda_attention_wgmma(cs, &a, mem + off, err));
     } else if (a.out_dtype == AU_F32)
         TRY_RC((a.bias ? dispatch<true, float>(cs, &a, err) : dispatch<false, float>(cs, &a, err)));
     else

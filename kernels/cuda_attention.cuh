@@ -54,6 +54,157 @@ __device__ __forceinline__ float fast_exp2(float x) {
     return y;
 }
 
+/* 16-byte chunk index within a tile of 128-byte rows after the 128-byte swizzle (chunk ^ row % 8):
+ * the layout wgmma's 128B-swizzled descriptors read. */
+__device__ __forceinline__ int swz128(int chunk) {
+    return chunk ^ ((chunk >> 3) & 7);
+}
+
+/* ---- Hopper wgmma helpers (the sm_90a passes of cuda_attention_fp8.cu, cuda_attention_wgmma.cu) ---- */
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* Descriptor of a K-major tile of 128-byte rows, 128-byte swizzle, 8-row groups 1024 bytes apart. */
+__device__ __forceinline__ uint64_t wg_desc(const void *tile) {
+    return (uint64_t)((smem_addr(tile) & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+__device__ __forceinline__ void wg_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit_wait() {
+    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+}
+__device__ __forceinline__ void fence_proxy_async() {
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/* Keep registers that an in-flight wgmma reads or writes where they are until it has completed. */
+template <int N> __device__ __forceinline__ void wg_hold(uint32_t (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+r"(r[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void wg_hold(float (&r)[N]) {
+#pragma unroll
+    for (int i = 0; i < N; i++)
+        asm volatile("" : "+f"(r[i])::"memory");
+}
+#endif
+
+/* ---- online softmax of the bf16 kernels (cuda_attention.cu, cuda_attention_wgmma.cu) ---- */
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+template <typename T> __device__ __forceinline__ void store_pair(T *p, float a, float b);
+template <> __device__ __forceinline__ void store_pair<bf16>(bf16 *p, float a, float b) {
+    *(__nv_bfloat162 *)p = __floats2bfloat162_rn(a, b);
+}
+template <> __device__ __forceinline__ void store_pair<float>(float *p, float a, float b) {
+    *(float2 *)p = make_float2(a, b);
+}
+template <typename T> __device__ __forceinline__ void store_one(T *p, float a);
+template <> __device__ __forceinline__ void store_one<bf16>(bf16 *p, float a) { *p = __float2bfloat16_rn(a); }
+template <> __device__ __forceinline__ void store_one<float>(float *p, float a) { *p = a; }
+
+/* Scores are kept in "units" u: with scale_log2 > 0 (always, in the models) the raw q.k
+ * (plus bias / scale) and mul = scale_log2, so that the probability 2^(u mul - m mul) is one
+ * FFMA and one ex2; with scale_log2 <= 0 they are pre-multiplied and mul = 1. */
+__device__ __forceinline__ float units_mul(float scale_log2) { return scale_log2 > 0.0f ? scale_log2 : 1.0f; }
+
+/* Online-softmax step for the two rows a thread owns (row g: elements 0,1; row g+8: 2,3) of
+ * a warp's S tile s[NT][4] (in units, masked with -inf): updates the running max m (units)
+ * and this thread's partial sums l, rescales o[NO][4] (skipped when no row of the warp has
+ * a new max: the factor would be exactly 1) and turns s into probabilities. */
+template <int NT, int NO>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float m[2], float l[2], float mul) {
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        mx[0] = fmaxf(mx[0], fmaxf(s[t][0], s[t][1]));
+        mx[1] = fmaxf(mx[1], fmaxf(s[t][2], s[t][3]));
+    }
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    }
+    float alpha[2], sum[2] = {0.0f, 0.0f}, msl[2];
+    bool changed = false;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float mn = fmaxf(m[r], mx[r]);
+        changed |= mn != m[r];
+        alpha[r] = fast_exp2((m[r] - mn) * mul);
+        m[r] = mn;
+        msl[r] = mn * mul;
+    }
+#pragma unroll
+    for (int t = 0; t < NT; t++) {
+        s[t][0] = fast_exp2(fmaf(s[t][0], mul, -msl[0]));
+        s[t][1] = fast_exp2(fmaf(s[t][1], mul, -msl[0]));
+        s[t][2] = fast_exp2(fmaf(s[t][2], mul, -msl[1]));
+        s[t][3] = fast_exp2(fmaf(s[t][3], mul, -msl[1]));
+        sum[0] += s[t][0] + s[t][1];
+        sum[1] += s[t][2] + s[t][3];
+    }
+    l[0] = fmaf(l[0], alpha[0], sum[0]);
+    l[1] = fmaf(l[1], alpha[1], sum[1]);
+    if (__any_sync(0xffffffffu, changed)) {
+#pragma unroll
+        for (int t = 0; t < NO; t++) {
+            o[t][0] *= alpha[0];
+            o[t][1] *= alpha[0];
+            o[t][2] *= alpha[1];
+            o[t][3] *= alpha[1];
+        }
+    }
+}
+
+/* Put a tile's raw q.k into units: add the bias and last_units to key nk - 1, mask keys >= nk.
+ * col0: first key of the tile; row0: the warp's first query. A full tile without bias, not
+ * holding a weighted last key, needs nothing when scale_log2 > 0 (the scale is applied in the
+ * exponent). */
+template <int NT, bool BIAS>
+__device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int64_t row0, int64_t nq, int64_t nk,
+                                           float scale_log2, float last_units, const float *bias_h, int lane) {
+    const bool partial = col0 + NT * 8 > nk, folded = scale_log2 > 0.0f;
+    const bool last = last_units != 0.0f && col0 + NT * 8 >= nk;
+    if (!BIAS && !partial && folded && !last)
+        return;
+    const float pre = folded ? 1.0f : scale_log2;                    /* units per raw q.k */
+    const float bias_units = folded ? LOG2E / scale_log2 : LOG2E;    /* units per bias unit */
+    const int g = lane >> 2, t4 = lane & 3;
+    const int kmax = (int)(nk - col0 < NT * 8 ? nk - col0 : NT * 8); /* valid keys in this tile */
+#pragma unroll
+    for (int t = 0; t < NT; t++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int c = t * 8 + 2 * t4 + (e & 1);
+            float v = s[t][e] * pre;
+            if (last && c == kmax - 1)
+                v += last_units;
+            if (BIAS) {
+                int64_t row = row0 + g + (e >> 1) * 8;
+                if (row < nq && c < kmax)
+                    v += bias_h[row * nk + col0 + c] * bias_units;
+            }
+            s[t][e] = c < kmax ? v : -INFINITY;
+        }
+}
+
+/* ---- the Hopper bf16 kernel (cuda_attention_wgmma.cu) ---- */
+
+/* Whether a call runs on it: the device runs the sm_90a kernels (cs->attn_wgmma), the default
+ * variant (32 queries per warp), head_dim 128, no bias, 16-byte aligned operands, bf16 or f32 out. */
+int cuda_attention_wgmma_takes(const cuda_state *cs, const attn_launch *a);
+/* Device scratch it needs (the transposed V) for nk keys and H heads of 128 (256-aligned). */
+size_t cuda_attention_wgmma_scratch_bytes(int64_t nk, int H);
+int cuda_attention_wgmma(cuda_state *cs, const attn_launch *a, void *scratch, au_err *err);
+
 /* ---- the FP8 kernel (cuda_attention_fp8.cu) ---- */
 
 /* Whether a call of this shape runs on the FP8 kernel (given 16-byte aligned operands): FP8

@@ -52,8 +52,6 @@
 #define MAGIC 12582912.0f      /* 1.5 * 2^23: MAGIC + i is exact in float32 for |i| < 2^22 */
 #define MAGIC_BITS 0x4B400000u /* its bits; MAGIC_BITS + i are the bits of MAGIC + i */
 
-typedef __nv_bfloat16 bf16;
-
 /* ---- helpers ---- */
 
 /* c += a (16x32 e4m3, row) . b (32x8 e4m3, col) */
@@ -157,11 +155,6 @@ __device__ __forceinline__ void bf16x8(const uint4 raw, float x[8]) {
  * magnitude up to code_max. */
 __device__ __forceinline__ float group_scale(float amax, float code_max) {
     return amax > 0.0f ? amax / code_max : 1.0f;
-}
-
-/* 16-byte chunk index within a tile after the swizzle. */
-__device__ __forceinline__ int swz(int chunk) {
-    return chunk ^ ((chunk >> 3) & 7);
 }
 
 /* ---- prologue ---- */
@@ -308,7 +301,7 @@ __device__ __forceinline__ void load_rows(uint8_t *tile, const uint8_t *src, int
     for (int idx = threadIdx.x; idx < ROWS * (F8_D / 16); idx += THREADS) {
         const int r = idx / (F8_D / 16), c = idx % (F8_D / 16);
         const bool valid = r0 + r < n;
-        cp_async16(tile + swz(idx) * 16, valid ? src + (r0 + r) * ld + c * 16 : src, valid);
+        cp_async16(tile + swz128(idx) * 16, valid ? src + (r0 + r) * ld + c * 16 : src, valid);
     }
 }
 
@@ -318,7 +311,7 @@ __device__ __forceinline__ void load_vt(uint8_t *tile, const uint8_t *vt_h, int6
     constexpr int CPR = BC / 16;
     for (int idx = threadIdx.x; idx < F8_D * CPR; idx += THREADS) {
         const int d = idx / CPR, c = idx % CPR;
-        cp_async16(tile + swz(idx) * 16, vt_h + d * nk_pad + j0 + c * 16, true);
+        cp_async16(tile + swz128(idx) * 16, vt_h + d * nk_pad + j0 + c * 16, true);
     }
 }
 
@@ -406,7 +399,7 @@ __global__ void __launch_bounds__(256 / MT, MT)
 #pragma unroll
         for (int kk = 0; kk < F8_D / 32; kk++) {
             const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, c = kk * 2 + (lane >> 4);
-            ldsm_x4(qreg[kk][0], qreg[kk][1], qreg[kk][2], qreg[kk][3], Qs + swz(r * 8 + c) * 16);
+            ldsm_x4(qreg[kk][0], qreg[kk][1], qreg[kk][2], qreg[kk][3], Qs + swz128(r * 8 + c) * 16);
         }
     }
     float o[MT][F8_D / 8][4], m[MT][2], l[MT][2];
@@ -452,14 +445,14 @@ __global__ void __launch_bounds__(256 / MT, MT)
                 } else {
                     const int r = (mt * WARPS + warp) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8,
                               c = kk * 2 + (lane >> 4);
-                    ldsm_x4(qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3], Qs + swz(r * 8 + c) * 16);
+                    ldsm_x4(qa[mt][0], qa[mt][1], qa[mt][2], qa[mt][3], Qs + swz128(r * 8 + c) * 16);
                 }
             }
 #pragma unroll
             for (int np = 0; np < BC / 16; np++) {
                 uint32_t b0, b1, b2, b3;
                 const int r = np * 16 + (lane & 7) + (lane >> 4) * 8, c = kk * 2 + ((lane >> 3) & 1);
-                ldsm_x4(b0, b1, b2, b3, Kt + swz(r * 8 + c) * 16);
+                ldsm_x4(b0, b1, b2, b3, Kt + swz128(r * 8 + c) * 16);
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
                     mma_s8(sacc[mt][2 * np], qa[mt], b0, b1);
@@ -511,7 +504,7 @@ __global__ void __launch_bounds__(256 / MT, MT)
             for (int kk = 0; kk < KS; kk++) {
                 uint32_t b0, b1, b2, b3;
                 const int r = dp * 16 + (lane & 7) + (lane >> 4) * 8, c = kk * 2 + ((lane >> 3) & 1);
-                ldsm_x4(b0, b1, b2, b3, Vt + swz(r * (BC / 16) + c) * 16);
+                ldsm_x4(b0, b1, b2, b3, Vt + swz128(r * (BC / 16) + c) * 16);
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
                     pv_mma(acc[mt][0], pa[mt][kk], b0, b1);
@@ -558,7 +551,7 @@ __global__ void __launch_bounds__(256 / MT, MT)
 
 /* ---- Hopper (sm_90a): the same loop on wgmma ----
  * One block = three warpgroups of 64 queries; key tiles of 128, so that the K tile [128 keys][128 d]
- * and the V tile [128 d][128 keys] both have 128-byte rows: with the swizzle of swz() they are
+ * and the V tile [128 d][128 keys] both have 128-byte rows: with the swizzle of swz128() they are
  * exactly wgmma's K-major 128-byte-swizzled layout (8-row groups 1024 bytes apart), and each
  * 32-byte step along K is the descriptor's start address plus 32. S = Q K^T: m64n128k32 s8 x s8
  * -> s32 from two descriptors (int32 results, MAGIC added with one integer add); O += P V:
@@ -579,32 +572,6 @@ __global__ void __launch_bounds__(256 / MT, MT)
 #define W_ST 3           /* K/V tile buffers: tile j + 2 loads while tile j is in use */
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* Descriptor of a K-major tile of 128-byte rows, 128-byte swizzle, 8-row groups 1024 bytes apart. */
-__device__ __forceinline__ uint64_t wg_desc(const void *tile) {
-    return (uint64_t)((smem_addr(tile) & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
-           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
-}
-__device__ __forceinline__ void wg_fence() {
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void wg_commit_wait() {
-    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-}
-__device__ __forceinline__ void fence_proxy_async() {
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-/* Keep registers that an in-flight wgmma reads or writes where they are until it has completed. */
-template <int N> __device__ __forceinline__ void wg_hold(uint32_t (&r)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++)
-        asm volatile("" : "+r"(r[i])::"memory");
-}
-template <int N> __device__ __forceinline__ void wg_hold(float (&r)[N]) {
-#pragma unroll
-    for (int i = 0; i < N; i++)
-        asm volatile("" : "+f"(r[i])::"memory");
-}
-
 /* d = A (64x32 s8, descriptor) . B (32x128 s8, descriptor) */
 __device__ __forceinline__ void wg_s8_first(uint32_t (&d)[64], uint64_t da, uint64_t db) {
     asm volatile(

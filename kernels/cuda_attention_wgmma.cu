@@ -1,0 +1,241 @@
+/* cuda_attention_wgmma.cu - the bf16 flash attention on Hopper's wgmma (sm_90a only, an extra:
+ * the mma.sync kernels of cuda_attention.cu are the portable path, and what GB10 runs).
+ *
+ * Same contract and online softmax as flash_kernel (cuda_attention.cu: scores in units, the
+ * scale in the exponent, bf16 P, float32 O and sums), head_dim 128, no bias (last_units taken).
+ * One block = three warpgroups of 64 queries; key tiles of 64. S = Q K^T is m64n64k16 with both
+ * operands from shared memory: Q [192][128] and K [64][128] bf16 are kept as two 64-column halves
+ * with 128-byte rows in the 128-byte swizzle (swz128), which is wgmma's K-major layout, eight
+ * 32-byte steps along d. O += P V is m64n128k16 with P from registers (the S accumulator
+ * repacked to bf16, the A fragment layout of mma.sync's m16n8k16) and V from a transposed copy
+ * vt [H][128 d][keys padded to 64] made by a prologue kernel, so its [128 d][64 keys] tile is
+ * K-major too. cp.async fills a ring of three K/V tile buffers, one barrier a tile (as in
+ * fa8w_kernel of cuda_attention_fp8.cu, whose descriptor helpers this file shares).
+ */
+#include "cuda_attention.cuh"
+
+#define WB_D 128 /* head_dim */
+#define WB_BC 64  /* keys a tile */
+
+/* The shape of one configuration: WG warpgroups of 64 queries a block, ST K/V tile buffers. Q and K
+ * tiles are two 64-column halves of 128-byte rows; the V^T tile is [128 d][64 keys]. */
+template <int WG, int ST> struct wb_cfg {
+    static constexpr int BR = 64 * WG, THREADS = 128 * WG;
+    static constexpr int HALF_Q = BR * 128, HALF_K = WB_BC * 128, HALF_V = WB_D * 128;
+    static constexpr int STAGE = 2 * HALF_K + HALF_V;
+    static constexpr size_t SMEM = 2 * (size_t)HALF_Q + (size_t)ST * STAGE + 1024; /* + alignment to 1024 */
+};
+
+static int64_t keys_padded(int64_t nk) { return (nk + WB_BC - 1) / WB_BC * WB_BC; }
+
+/* vt [H][128][nk_pad] = v [nk, H*128] transposed per head, zero for keys >= nk: one block per
+ * 64 keys x 64 columns through shared memory. */
+__global__ void __launch_bounds__(256) wb_transpose_v_kernel(const bf16 *__restrict__ v, bf16 *__restrict__ vt,
+                                                               int64_t nk, int64_t nk_pad, int64_t ld) {
+    __shared__ bf16 tile[64][66];
+    const int64_t j0 = (int64_t)blockIdx.x * 64, c0 = (int64_t)blockIdx.y * 64;
+    for (int idx = threadIdx.x; idx < 64 * 64; idx += 256) {
+        const int r = idx / 64, c = idx % 64;
+        tile[r][c] = j0 + r < nk ? v[(j0 + r) * ld + c0 + c] : __float2bfloat16_rn(0.0f);
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < 64 * 64; idx += 256) {
+        const int d = idx / 64, r = idx % 64;
+        vt[(c0 + d) * nk_pad + j0 + r] = tile[r][d]; /* column c0 + d = head * 128 + channel */
+    }
+}
+
+/* Rows [r0, r0 + ROWS) (zero past n) of one head of a bf16 [n, ld] matrix into two 64-column
+ * halves of HALF bytes each, 128-byte rows, swizzled. */
+template <int ROWS, int THREADS, int HALF>
+__device__ __forceinline__ void wb_load_rows(unsigned char *tile, const bf16 *src, int64_t ld, int64_t r0, int64_t n) {
+    for (int idx = threadIdx.x; idx < ROWS * 16; idx += THREADS) {
+        const int r = idx / 16, c = idx % 16;
+        const bool valid = r0 + r < n;
+        cp_async16(tile + (c / 8) * HALF + swz128(r * 8 + c % 8) * 16, valid ? src + (r0 + r) * ld + c * 8 : src,
+                   valid);
+    }
+}
+
+/* Keys [j0, j0 + 64) of the 128 channel rows of one head of vt into a [128][64] tile. */
+template <int THREADS>
+__device__ __forceinline__ void wb_load_vt(unsigned char *tile, const bf16 *vt_h, int64_t nk_pad, int64_t j0) {
+    for (int idx = threadIdx.x; idx < WB_D * 8; idx += THREADS) {
+        const int d = idx / 8, c = idx % 8;
+        cp_async16(tile + swz128(idx) * 16, vt_h + d * nk_pad + j0 + c * 8, true);
+    }
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+/* d = (first) or += A (64x16 bf16, descriptor) . B (16x64 bf16, descriptor): S of one 64-key tile. */
+__device__ __forceinline__ void wg_qk_first(float (&d)[8][4], uint64_t da, uint64_t db) {
+    asm volatile("{\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, 0, 1, 1, 0, 0;\n}\n"
+                 : "=f"(d[0][0]), "=f"(d[0][1]), "=f"(d[0][2]), "=f"(d[0][3]), "=f"(d[1][0]), "=f"(d[1][1]), "=f"(d[1][2]), "=f"(d[1][3]), "=f"(d[2][0]), "=f"(d[2][1]), "=f"(d[2][2]), "=f"(d[2][3]), "=f"(d[3][0]), "=f"(d[3][1]), "=f"(d[3][2]), "=f"(d[3][3]), "=f"(d[4][0]), "=f"(d[4][1]), "=f"(d[4][2]), "=f"(d[4][3]), "=f"(d[5][0]), "=f"(d[5][1]), "=f"(d[5][2]), "=f"(d[5][3]), "=f"(d[6][0]), "=f"(d[6][1]), "=f"(d[6][2]), "=f"(d[6][3]), "=f"(d[7][0]), "=f"(d[7][1]), "=f"(d[7][2]), "=f"(d[7][3])
+                 : "l"(da), "l"(db));
+}
+__device__ __forceinline__ void wg_qk(float (&d)[8][4], uint64_t da, uint64_t db) {
+    asm volatile("{\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, 1, 1, 1, 0, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+                 : "l"(da), "l"(db));
+}
+
+/* d += A (64x16 bf16, registers) . B (16x128 bf16, descriptor) */
+__device__ __forceinline__ void wg_pv(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
+    asm volatile("{\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, {%64, %65, %66, %67}, %68, 1, 1, 1, 0;\n}\n"
+                 : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]), "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]), "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]), "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]), "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]), "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]), "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]), "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]), "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+#endif
+
+template <int WG, int ST, typename OutT>
+__global__ void __launch_bounds__(128 * WG, 1)
+    wb_kernel(const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ vt,
+              OutT *__restrict__ out, int64_t nq, int64_t nk, int64_t nk_pad, int64_t ld, float scale_log2,
+              float last_units) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    typedef wb_cfg<WG, ST> C;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    unsigned char *Qs = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023); /* 1024-aligned */
+    unsigned char *Ss = Qs + 2 * C::HALF_Q;                                        /* [ST] stages */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int wg = warp >> 2, wq = warp & 3;
+    const int h = blockIdx.y;
+    const int64_t q0 = (int64_t)blockIdx.x * C::BR, wrow0 = q0 + wg * 64 + wq * 16; /* this warp's rows */
+    const bf16 *qh = q + h * WB_D, *kh = k + h * WB_D, *vth = vt + (int64_t)h * WB_D * nk_pad;
+
+    /* one cp.async group a tile (the first with Q, empty ones past the last tile), PD = ST - 1 tiles
+     * ahead; waiting for all but PD - 1 groups leaves tile j in */
+    constexpr int PD = ST - 1;
+    const int n_tiles = (int)((nk + WB_BC - 1) / WB_BC);
+    wb_load_rows<C::BR, C::THREADS, C::HALF_Q>(Qs, qh, ld, q0, nq);
+#pragma unroll
+    for (int p = 0; p < PD; p++) {
+        if (p < n_tiles) {
+            wb_load_rows<WB_BC, C::THREADS, C::HALF_K>(Ss + p * C::STAGE, kh, ld, (int64_t)p * WB_BC, nk);
+            wb_load_vt<C::THREADS>(Ss + p * C::STAGE + 2 * C::HALF_K, vth, nk_pad, (int64_t)p * WB_BC);
+        }
+        cp_async_commit();
+    }
+    const uint64_t dq0 = wg_desc(Qs + wg * 64 * 128), dq1 = wg_desc(Qs + C::HALF_Q + wg * 64 * 128);
+    const float mul = units_mul(scale_log2);
+
+    float o[16][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int t = 0; t < 16; t++)
+        o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
+
+    for (int j = 0; j < n_tiles; j++) {
+        unsigned char *st = Ss + (j % ST) * C::STAGE;
+        cp_async_wait<PD - 1>();
+        fence_proxy_async();
+        __syncthreads(); /* tile j is in, every thread is done with tile j - 1's buffer */
+        if (j + PD < n_tiles) {
+            unsigned char *nb = Ss + ((j + PD) % ST) * C::STAGE;
+            wb_load_rows<WB_BC, C::THREADS, C::HALF_K>(nb, kh, ld, (int64_t)(j + PD) * WB_BC, nk);
+            wb_load_vt<C::THREADS>(nb + 2 * C::HALF_K, vth, nk_pad, (int64_t)(j + PD) * WB_BC);
+        }
+        cp_async_commit();
+        const uint64_t dk0 = wg_desc(st), dk1 = wg_desc(st + C::HALF_K), dv = wg_desc(st + 2 * C::HALF_K);
+
+        float s[WB_BC / 8][4];
+        wg_fence();
+        wg_qk_first(s, dq0, dk0);
+        wg_qk(s, dq0 + 2, dk0 + 2);
+        wg_qk(s, dq0 + 4, dk0 + 4);
+        wg_qk(s, dq0 + 6, dk0 + 6);
+        wg_qk(s, dq1, dk1);
+        wg_qk(s, dq1 + 2, dk1 + 2);
+        wg_qk(s, dq1 + 4, dk1 + 4);
+        wg_qk(s, dq1 + 6, dk1 + 6);
+        wg_commit_wait();
+#pragma unroll
+        for (int t = 0; t < WB_BC / 8; t++)
+            wg_hold(s[t]);
+
+        scores_fix<WB_BC / 8, false>(s, (int64_t)j * WB_BC, wrow0, nq, nk, scale_log2, last_units, nullptr, lane);
+        softmax_step<WB_BC / 8, 16>(s, o, m, l, mul);
+        uint32_t pa[WB_BC / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < WB_BC / 16; kk++) {
+            pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+            pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+            pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+            pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        }
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < WB_BC / 16; kk++) /* 16 keys a step, 32 bytes into the V^T rows */
+            wg_pv(o, pa[kk], dv + 2 * kk);
+        wg_commit_wait();
+#pragma unroll
+        for (int t = 0; t < 16; t++)
+            wg_hold(o[t]);
+#pragma unroll
+        for (int kk = 0; kk < WB_BC / 16; kk++)
+            wg_hold(pa[kk]);
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float lr = l[r];
+        lr += __shfl_xor_sync(0xffffffffu, lr, 1);
+        lr += __shfl_xor_sync(0xffffffffu, lr, 2);
+        const int64_t row = wrow0 + g + 8 * r;
+        if (row >= nq)
+            continue;
+        const float inv = 1.0f / lr;
+        OutT *dst = out + row * ld + h * WB_D + 2 * t4;
+#pragma unroll
+        for (int t = 0; t < 16; t++)
+            store_pair<OutT>(dst + t * 8, o[t][2 * r] * inv, o[t][2 * r + 1] * inv);
+    }
+#endif
+}
+
+int cuda_attention_wgmma_takes(const cuda_state *cs, const attn_launch *a) {
+    const int aligned = ((uintptr_t)a->q | (uintptr_t)a->k | (uintptr_t)a->v | (uintptr_t)a->out) % 16 == 0 &&
+                        a->ld % 8 == 0;
+    return cs->attn_wgmma && cs->attn_rows_per_warp == 32 && a->D == WB_D && !a->bias && aligned &&
+           (a->out_dtype == AU_BF16 || a->out_dtype == AU_F32);
+}
+
+size_t cuda_attention_wgmma_scratch_bytes(int64_t nk, int H) {
+    return cuda_round256((size_t)H * WB_D * (size_t)keys_padded(nk) * sizeof(bf16));
+}
+
+template <int WG, int ST, typename OutT>
+static int wb_launch_cfg(cuda_state *cs, const attn_launch *a, const bf16 *vt, int64_t nk_pad, au_err *err) {
+    const char *op = "attention (bf16, wgmma)";
+    typedef wb_cfg<WG, ST> C;
+    auto kern = wb_kernel<WG, ST, OutT>;
+    CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    dim3 grid((unsigned)((a->nq + C::BR - 1) / C::BR), (unsigned)a->H);
+    kern<<<grid, C::THREADS, C::SMEM, cs->stream>>>(a->q, a->k, vt, (OutT *)a->out, a->nq, a->nk, nk_pad, a->ld,
+                                                     a->scale_log2, a->last_units);
+    CUDA_LAUNCHED();
+    return 0;
+}
+
+/* Three warpgroups, three buffers: the fastest of the configurations measured on H100 (bench/NOTES.md,
+ * "bf16 attention on wgmma"; 128-key tiles, which need two warpgroups to fit their registers, were
+ * slower). */
+template <typename OutT> static int wb_launch(cuda_state *cs, const attn_launch *a, const bf16 *vt, int64_t nk_pad,
+                                              au_err *err) {
+    return wb_launch_cfg<3, 3, OutT>(cs, a, vt, nk_pad, err);
+}
+
+int cuda_attention_wgmma(cuda_state *cs, const attn_launch *a, void *scratch, au_err *err) {
+    const char *op = "attention (bf16, wgmma: V transposed)";
+    const int64_t nk_pad = keys_padded(a->nk);
+    bf16 *vt = (bf16 *)scratch;
+    wb_transpose_v_kernel<<<dim3((unsigned)(nk_pad / 64), (unsigned)(a->H * WB_D / 64)), 256, 0, cs->stream>>>(
+        a->v, vt, a->nk, nk_pad, a->ld);
+    CUDA_LAUNCHED();
+    return a->out_dtype == AU_F32 ? wb_launch<float>(cs, a, vt, nk_pad, err) : wb_launch<bf16>(cs, a, vt, nk_pad, err);
+}
