@@ -14,8 +14,8 @@
  * (1 for an all-zero row), exactly the CPU backend's rule.
  *
  * Files: cuda_backend.cu (creation, memory, weights, checks, ops table), cuda_gemm.cu
- * (linear, cuBLASLt), cuda_attention.cu + cuda_attention_fp8.cu (flash attention, bf16 and
- * 8-bit), cuda_norm.cu (norms, fused residual/rope norms, rope, embed), cuda_eltwise.cu
+ * (linear, cuBLASLt), cuda_attention.cu + cuda_attention_fp8.cu + cuda_attention_wgmma.cu (flash
+ * attention: bf16, 8-bit, bf16 on Hopper's wgmma), cuda_norm.cu (norms, fused residual/rope norms, rope, embed), cuda_eltwise.cu
  * (elementwise, copy, fill), cuda_layout.cu, cuda_conv.cu + cuda_conv_window.cu (implicit-GEMM
  * convolution), cuda_graph.cu (recording and replaying the stream as a CUDA graph).
  */
@@ -81,7 +81,7 @@ typedef struct cuda_state {
     int n_sm, max_smem_optin;
     int fp8_outer_vec; /* probed at creation */
     int attn_rows_per_warp; /* 16 or 32: the flash kernel variant */
-    int attn_wgmma;         /* 1: the FP8 attention's sm_90a wgmma kernel runs here (probed at creation) */
+    int attn_wgmma;         /* 1: the sm_90a wgmma attention kernels (8-bit and bf16) run here (probed at creation) */
     int recording;          /* 1 between record_begin and record_end (cuda_graph.cu) */
     cuda_plan *plans;  /* [CUDA_PLAN_CACHE] */
     int n_plans, next_plan;
@@ -286,7 +286,8 @@ int cuda_rmsnorm_rope(au_backend *be, au_tensor *y, const au_tensor *x, const au
                       const au_tensor *cossin, int n_heads, au_err *err);
 int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_tensor *k, const au_tensor *v,
                    int n_heads, float scale, const au_tensor *bias, int64_t last_key_copies, au_err *err);
-/* 1 when this build has the sm_90a attention kernel and the device is sm_90 (cuda_attention_fp8.cu). */
+/* 1 when this build has the sm_90a attention kernels and the device is sm_90 (the probe kernel lives in
+ * cuda_attention_fp8.cu; cuda_attention_wgmma.cu is built in the same passes). */
 int cuda_attention_fp8_probe(cuda_state *cs);
 int cuda_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cuda_mul(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
