@@ -288,13 +288,7 @@ __global__ void __launch_bounds__(GA_WARPS * 32)
         scores_fix<GA_BC / 8, BIAS>(s, j0, q0 + warp * 16, nq, nk, scale_log2, last_units, bias_h, lane);
         softmax_step<GA_BC / 8, GA_DV / 8>(s, o, m, l, units_mul(scale_log2));
         uint32_t pa[GA_BC / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < GA_BC / 16; kk++) {
-            pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-        }
+        p_frags_bf16<GA_BC / 8>(pa, s);
 #pragma unroll
         for (int dp = 0; dp < GA_DV / 16; dp++)
 #pragma unroll

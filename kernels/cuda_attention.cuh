@@ -99,6 +99,18 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return *(uint32_t *)&v;
 }
 
+/* P of a tile as bf16 A fragments of 16 keys each (mma.sync m16n8k16's layout, which wgmma's
+ * register A shares): a[kk] from the S n-tiles 2 kk and 2 kk + 1. */
+template <int NT> __device__ __forceinline__ void p_frags_bf16(uint32_t (&a)[NT / 2][4], const float (&s)[NT][4]) {
+#pragma unroll
+    for (int kk = 0; kk < NT / 2; kk++) {
+        a[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+        a[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+        a[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        a[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+    }
+}
+
 template <typename T> __device__ __forceinline__ void store_pair(T *p, float a, float b);
 template <> __device__ __forceinline__ void store_pair<bf16>(bf16 *p, float a, float b) {
     *(__nv_bfloat162 *)p = __floats2bfloat162_rn(a, b);

@@ -161,13 +161,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
         scores_fix<WB_BC / 8, false>(s, (int64_t)j * WB_BC, wrow0, nq, nk, scale_log2, last_units, nullptr, lane);
         softmax_step<WB_BC / 8, 16>(s, o, m, l, mul);
         uint32_t pa[WB_BC / 16][4];
-#pragma unroll
-        for (int kk = 0; kk < WB_BC / 16; kk++) {
-            pa[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
-            pa[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
-            pa[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-            pa[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-        }
+        p_frags_bf16<WB_BC / 8>(pa, s);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < WB_BC / 16; kk++) /* 16 keys a step, 32 bytes into the V^T rows */
