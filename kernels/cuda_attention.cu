@@ -417,13 +417,15 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     const float units_per_log2 = a.scale_log2 > 0.0f ? 1.0f / a.scale_log2 : 1.0f; /* see units_mul */
     a.last_units = last_key_copies > 1 ? (float)log2((double)last_key_copies) * units_per_log2 : 0.0f;
     const int fp8 = cuda_attention_fp8_takes(cs, nk, a.D, bias != NULL || last_key_copies > 1);
+    const int wgmma = !fp8 && cuda_attention_wgmma_takes(cs, a.D, bias != NULL);
     int direct_out = out->dtype == AU_BF16 || out->dtype == AU_F32;
     size_t bq = q->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nq * HD) * 2);
     size_t bk = k->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nk * HD) * 2);
     size_t bv = v->dtype == AU_BF16 ? 0 : cuda_round256((size_t)(nk * HD) * 2);
     size_t bo = direct_out ? 0 : cuda_round256((size_t)(nq * HD) * 2);
-    size_t b8 = fp8 ? cuda_attention_fp8_scratch_bytes(nq, nk, n_heads)
-                    : (cs->attn_wgmma && a.D == 128 && !bias ? cuda_attention_wgmma_scratch_bytes(nk, n_heads) : 0);
+    size_t b8 = fp8     ? cuda_attention_fp8_scratch_bytes(nq, nk, n_heads)
+                : wgmma ? cuda_attention_wgmma_scratch_bytes(nk, n_heads)
+                        : 0;
     char *mem = NULL;
     if (bq + bk + bv + bo + b8)
         TRY_RC(cuda_scratch(cs, bq + bk + bv + bo + b8, (void **)&mem, op, err));
@@ -443,10 +445,11 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     a.out = direct_out ? out->data : (void *)(mem + off);
     a.out_dtype = direct_out ? out->dtype : AU_BF16;
     off += bo;
-    if (fp8 && ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v | (uintptr_t)a.out) % 16 == 0) {
+    const int aligned16 = ((uintptr_t)a.q | (uintptr_t)a.k | (uintptr_t)a.v | (uintptr_t)a.out) % 16 == 0;
+    if (fp8 && aligned16) {
         cs->stats.attn_fast++;
         TRY_RC(cuda_attention_fp8(cs, &a, mem + off, err));
-    } else if (!fp8 && b8 && cuda_attention_wgmma_takes(cs, &a)) {
+    } else if (wgmma && aligned16) {
         cs->stats.attn_fast++;
         TRY_RC(cuda_attention_wgmma(cs, &a, mem + off, err));
     } else if (a.out_dtype == AU_F32)

@@ -210,9 +210,10 @@ __device__ __forceinline__ void scores_fix(float (&s)[NT][4], int64_t col0, int6
 
 /* ---- the Hopper bf16 kernel (cuda_attention_wgmma.cu) ---- */
 
-/* Whether a call runs on it: the device runs the sm_90a kernels (cs->attn_wgmma), the default
- * variant (32 queries per warp), head_dim 128, no bias, 16-byte aligned operands, bf16 or f32 out. */
-int cuda_attention_wgmma_takes(const cuda_state *cs, const attn_launch *a);
+/* Whether a call of this shape runs on it (given 16-byte aligned operands, as for the FP8 kernel):
+ * the device runs the sm_90a kernels (cs->attn_wgmma), the default variant (32 queries per warp),
+ * head_dim 128, no bias. */
+int cuda_attention_wgmma_takes(const cuda_state *cs, int head_dim, int has_bias);
 /* Device scratch it needs (the transposed V) for nk keys and H heads of 128 (256-aligned). */
 size_t cuda_attention_wgmma_scratch_bytes(int64_t nk, int H);
 int cuda_attention_wgmma(cuda_state *cs, const attn_launch *a, void *scratch, au_err *err);

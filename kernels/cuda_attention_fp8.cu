@@ -564,7 +564,7 @@ __global__ void __launch_bounds__(256 / MT, MT)
  * warpgroups a block allow: 12 warps an SM instead of 8. cp.async fills a ring of three K/V tile
  * buffers, so one barrier a tile both publishes tile j and frees tile j - 1's buffer for tile
  * j + 2; each thread fences its writes to the async proxy before that barrier. Only the sm_90a
- * pass of the build has the body (wgmma is sm_90a-only); cuda_attention_fp8_probe says at
+ * pass of the build has the body (wgmma is sm_90a-only); cuda_attention_wgmma_probe says at
  * backend creation whether this binary and device run it. */
 #define W_BC 128         /* keys per tile */
 #define W_WG 3           /* warpgroups per block */
@@ -893,7 +893,7 @@ static int fa8w_launch(cuda_state *cs, const attn_launch *a, const fa8_bufs *b, 
     return 0;
 }
 
-int cuda_attention_fp8_probe(cuda_state *cs) {
+int cuda_attention_wgmma_probe(cuda_state *cs) {
     if (cs->stats.sm_major != 9 || cs->stats.sm_minor != 0)
         return 0;
     int *flag = NULL, has = 0;

@@ -192,36 +192,28 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #endif
 }
 
-int cuda_attention_wgmma_takes(const cuda_state *cs, const attn_launch *a) {
-    const int aligned = ((uintptr_t)a->q | (uintptr_t)a->k | (uintptr_t)a->v | (uintptr_t)a->out) % 16 == 0 &&
-                        a->ld % 8 == 0;
-    return cs->attn_wgmma && cs->attn_rows_per_warp == 32 && a->D == WB_D && !a->bias && aligned &&
-           (a->out_dtype == AU_BF16 || a->out_dtype == AU_F32);
+int cuda_attention_wgmma_takes(const cuda_state *cs, int head_dim, int has_bias) {
+    return cs->attn_wgmma && cs->attn_rows_per_warp == 32 && head_dim == WB_D && !has_bias;
 }
 
 size_t cuda_attention_wgmma_scratch_bytes(int64_t nk, int H) {
     return cuda_round256((size_t)H * WB_D * (size_t)keys_padded(nk) * sizeof(bf16));
 }
 
-template <int WG, int ST, typename OutT>
-static int wb_launch_cfg(cuda_state *cs, const attn_launch *a, const bf16 *vt, int64_t nk_pad, au_err *err) {
+/* Three warpgroups, three buffers: the fastest of the configurations measured on H100 (bench/NOTES.md,
+ * "bf16 attention on wgmma"; 128-key tiles, which need two warpgroups to fit their registers, were
+ * slower). */
+template <typename OutT>
+static int wb_launch(cuda_state *cs, const attn_launch *a, const bf16 *vt, int64_t nk_pad, au_err *err) {
     const char *op = "attention (bf16, wgmma)";
-    typedef wb_cfg<WG, ST> C;
-    auto kern = wb_kernel<WG, ST, OutT>;
+    typedef wb_cfg<3, 3> C;
+    auto kern = wb_kernel<3, 3, OutT>;
     CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
     dim3 grid((unsigned)((a->nq + C::BR - 1) / C::BR), (unsigned)a->H);
     kern<<<grid, C::THREADS, C::SMEM, cs->stream>>>(a->q, a->k, vt, (OutT *)a->out, a->nq, a->nk, nk_pad, a->ld,
                                                      a->scale_log2, a->last_units);
     CUDA_LAUNCHED();
     return 0;
-}
-
-/* Three warpgroups, three buffers: the fastest of the configurations measured on H100 (bench/NOTES.md,
- * "bf16 attention on wgmma"; 128-key tiles, which need two warpgroups to fit their registers, were
- * slower). */
-template <typename OutT> static int wb_launch(cuda_state *cs, const attn_launch *a, const bf16 *vt, int64_t nk_pad,
-                                              au_err *err) {
-    return wb_launch_cfg<3, 3, OutT>(cs, a, vt, nk_pad, err);
 }
 
 int cuda_attention_wgmma(cuda_state *cs, const attn_launch *a, void *scratch, au_err *err) {

@@ -404,7 +404,7 @@ extern "C" int be_cuda_create(au_backend **out, const be_cuda_opts *opts, au_err
     }
     if (opts->precision == BE_CUDA_FP8)
         cs->fp8_outer_vec = cuda_probe_fp8_outer_vec(cs);
-    cs->attn_wgmma = cuda_attention_fp8_probe(cs); /* the sm_90a kernels of both precisions */
+    cs->attn_wgmma = cuda_attention_wgmma_probe(cs); /* the sm_90a kernels of both precisions */
     cs->stats.fp8_outer_vec = cs->fp8_outer_vec;
     *out = be;
     return 0;

@@ -288,7 +288,7 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
                    int n_heads, float scale, const au_tensor *bias, int64_t last_key_copies, au_err *err);
 /* 1 when this build has the sm_90a attention kernels and the device is sm_90 (the probe kernel lives in
  * cuda_attention_fp8.cu; cuda_attention_wgmma.cu is built in the same passes). */
-int cuda_attention_fp8_probe(cuda_state *cs);
+int cuda_attention_wgmma_probe(cuda_state *cs);
 int cuda_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cuda_mul(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cuda_add_gated(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_err *err);
