@@ -14,7 +14,7 @@
  * warm-up; inputs are random (never zeros). FLOPs: linear 2 M N K, attention 4 nq nk H D.
  * Attention runs on both kernel variants (32 queries per warp, the default, and 16, "<prec>-mt1").
  * Output lines "RESULT <kind> <name> <precision> <ms> <TFLOP/s>" are read by device.sh.
- * Flags: --quick (fewer iterations), --attn-only.
+ * Flags: --quick (fewer iterations), --attn-only, --gemm-only.
  */
 #include "backend.h"
 #include "kernels/cuda_backend.h"
@@ -147,10 +147,11 @@ static void bench_attention(au_backend *be, const char *prec, const attn_shape *
 }
 
 int main(int argc, char **argv) {
-    int quick = 0, attn_only = 0;
+    int quick = 0, attn_only = 0, gemm_only = 0;
     for (int i = 1; i < argc; i++) {
         quick |= strcmp(argv[i], "--quick") == 0;
         attn_only |= strcmp(argv[i], "--attn-only") == 0;
+        gemm_only |= strcmp(argv[i], "--gemm-only") == 0;
     }
     if (be_cuda_device_count() == 0) {
         printf("skipped: no GPU\n");
@@ -181,14 +182,14 @@ int main(int argc, char **argv) {
         }
         for (size_t i = 0; !attn_only && i < sizeof gemms / sizeof gemms[0]; i++)
             bench_linear(be, names[p], &gemms[i], quick ? 5 : 20);
-        for (size_t i = 0; i < sizeof attns / sizeof attns[0]; i++)
+        for (size_t i = 0; !gemm_only && i < sizeof attns / sizeof attns[0]; i++)
             bench_attention(be, names[p], &attns[i], quick ? 2 : 5);
         au_backend *be16; /* the other kernel variant: 16 queries per warp */
         char name16[16];
         snprintf(name16, sizeof name16, "%s-mt1", names[p]);
         TRY(be_cuda_create(&be16, &o, &err));
         TRY(be_cuda_set_attention_variant(be16, 16, &err));
-        for (size_t i = 0; i < sizeof attns / sizeof attns[0]; i++)
+        for (size_t i = 0; !gemm_only && i < sizeof attns / sizeof attns[0]; i++)
             bench_attention(be16, name16, &attns[i], quick ? 2 : 5);
         be_destroy(be16);
         be_cuda_stats st;
