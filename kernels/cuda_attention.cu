@@ -414,8 +414,7 @@ int cuda_attention(au_backend *be, au_tensor *out, const au_tensor *q, const au_
     a.bias = bias ? (const float *)bias->data : NULL;
     a.nq = nq, a.nk = nk, a.ld = HD, a.H = n_heads, a.D = (int)(HD / n_heads);
     a.scale_log2 = scale * LOG2E;
-    const float units_per_log2 = a.scale_log2 > 0.0f ? 1.0f / a.scale_log2 : 1.0f; /* see units_mul */
-    a.last_units = last_key_copies > 1 ? (float)log2((double)last_key_copies) * units_per_log2 : 0.0f;
+    a.last_units = last_key_copies > 1 ? (float)log2((double)last_key_copies) / units_mul(a.scale_log2) : 0.0f;
     const int fp8 = cuda_attention_fp8_takes(cs, nk, a.D, bias != NULL || last_key_copies > 1);
     const int wgmma = !fp8 && cuda_attention_wgmma_takes(cs, a.D, bias != NULL);
     int direct_out = out->dtype == AU_BF16 || out->dtype == AU_F32;

@@ -1,6 +1,7 @@
-/* cuda_attention.cuh - what the two attention files share: the launch description, the PTX
- * helpers of their tile loops (cp.async, ldmatrix, ex2) and the entry points of the FP8 kernel
- * (cuda_attention_fp8.cu) that cuda_attention.cu dispatches to.
+/* cuda_attention.cuh - what the attention files share: the launch description, the PTX helpers
+ * of their tile loops (cp.async, ldmatrix, ex2, wgmma descriptors), the online softmax of the
+ * bf16 kernels, and the entry points of the FP8 kernel (cuda_attention_fp8.cu) and the Hopper
+ * bf16 kernel (cuda_attention_wgmma.cu) that cuda_attention.cu dispatches to.
  */
 #ifndef AU_CUDA_ATTENTION_CUH
 #define AU_CUDA_ATTENTION_CUH
@@ -125,7 +126,7 @@ template <> __device__ __forceinline__ void store_one<float>(float *p, float a) 
 /* Scores are kept in "units" u: with scale_log2 > 0 (always, in the models) the raw q.k
  * (plus bias / scale) and mul = scale_log2, so that the probability 2^(u mul - m mul) is one
  * FFMA and one ex2; with scale_log2 <= 0 they are pre-multiplied and mul = 1. */
-__device__ __forceinline__ float units_mul(float scale_log2) { return scale_log2 > 0.0f ? scale_log2 : 1.0f; }
+__host__ __device__ __forceinline__ float units_mul(float scale_log2) { return scale_log2 > 0.0f ? scale_log2 : 1.0f; }
 
 /* Online-softmax step for the two rows a thread owns (row g: elements 0,1; row g+8: 2,3) of
  * a warp's S tile s[NT][4] (in units, masked with -inf): updates the running max m (units)

@@ -10,7 +10,7 @@
  * repacked to bf16, the A fragment layout of mma.sync's m16n8k16) and V from a transposed copy
  * vt [H][128 d][keys padded to 64] made by a prologue kernel, so its [128 d][64 keys] tile is
  * K-major too. cp.async fills a ring of three K/V tile buffers, one barrier a tile (as in
- * fa8w_kernel of cuda_attention_fp8.cu, whose descriptor helpers this file shares).
+ * fa8w_kernel of cuda_attention_fp8.cu; both take their descriptor helpers from cuda_attention.cuh).
  */
 #include "cuda_attention.cuh"
 
@@ -67,20 +67,13 @@ __device__ __forceinline__ void wb_load_vt(unsigned char *tile, const bf16 *vt_h
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* d = (first) or += A (64x16 bf16, descriptor) . B (16x64 bf16, descriptor): S of one 64-key tile. */
-__device__ __forceinline__ void wg_qk_first(float (&d)[8][4], uint64_t da, uint64_t db) {
-    asm volatile("{\n"
+/* d = (acc 0) or += A (64x16 bf16, descriptor) . B (16x64 bf16, descriptor): S of one 64-key tile. */
+__device__ __forceinline__ void wg_qk(float (&d)[8][4], uint64_t da, uint64_t db, int acc) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
                  "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, 0, 1, 1, 0, 0;\n}\n"
-                 : "=f"(d[0][0]), "=f"(d[0][1]), "=f"(d[0][2]), "=f"(d[0][3]), "=f"(d[1][0]), "=f"(d[1][1]), "=f"(d[1][2]), "=f"(d[1][3]), "=f"(d[2][0]), "=f"(d[2][1]), "=f"(d[2][2]), "=f"(d[2][3]), "=f"(d[3][0]), "=f"(d[3][1]), "=f"(d[3][2]), "=f"(d[3][3]), "=f"(d[4][0]), "=f"(d[4][1]), "=f"(d[4][2]), "=f"(d[4][3]), "=f"(d[5][0]), "=f"(d[5][1]), "=f"(d[5][2]), "=f"(d[5][3]), "=f"(d[6][0]), "=f"(d[6][1]), "=f"(d[6][2]), "=f"(d[6][3]), "=f"(d[7][0]), "=f"(d[7][1]), "=f"(d[7][2]), "=f"(d[7][3])
-                 : "l"(da), "l"(db));
-}
-__device__ __forceinline__ void wg_qk(float (&d)[8][4], uint64_t da, uint64_t db) {
-    asm volatile("{\n"
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, 1, 1, 1, 0, 0;\n}\n"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
                  : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
-                 : "l"(da), "l"(db));
+                 : "l"(da), "l"(db), "r"(acc));
 }
 
 /* d += A (64x16 bf16, registers) . B (16x128 bf16, descriptor) */
@@ -145,14 +138,9 @@ __global__ void __launch_bounds__(128 * WG, 1)
 
         float s[WB_BC / 8][4];
         wg_fence();
-        wg_qk_first(s, dq0, dk0);
-        wg_qk(s, dq0 + 2, dk0 + 2);
-        wg_qk(s, dq0 + 4, dk0 + 4);
-        wg_qk(s, dq0 + 6, dk0 + 6);
-        wg_qk(s, dq1, dk1);
-        wg_qk(s, dq1 + 2, dk1 + 2);
-        wg_qk(s, dq1 + 4, dk1 + 4);
-        wg_qk(s, dq1 + 6, dk1 + 6);
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) /* 16 channels a step: 4 in each half, +32 bytes = +2 in a descriptor */
+            wg_qk(s, (kk < 4 ? dq0 : dq1) + 2 * (kk % 4), (kk < 4 ? dk0 : dk1) + 2 * (kk % 4), kk);
         wg_commit_wait();
 #pragma unroll
         for (int t = 0; t < WB_BC / 8; t++)
