@@ -8,6 +8,8 @@
 
 #include "cuda_internal.cuh"
 
+#include <cuda.h>
+
 #define LOG2E 1.4426950408889634f
 
 /* One attention call: bf16 q [nq, H*D], k and v [nk, H*D] (row stride ld elements), output out
@@ -65,9 +67,36 @@ __device__ __forceinline__ int swz128(int chunk) {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* Descriptor of a K-major tile of 128-byte rows, 128-byte swizzle, 8-row groups 1024 bytes apart. */
+__device__ __forceinline__ uint64_t wg_desc_addr(uint32_t shared_addr) {
+    return (uint64_t)((shared_addr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
 __device__ __forceinline__ uint64_t wg_desc(const void *tile) {
-    return (uint64_t)((smem_addr(tile) & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
-           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+    return wg_desc_addr(smem_addr(tile));
+}
+/* mbarriers and bulk tensor copies (the producer / consumer ring of the 8-bit kernel). */
+__device__ __forceinline__ void mb_init(uint64_t *b, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
+}
+__device__ __forceinline__ void mb_expect(uint64_t *b, int bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(b)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mb_arrive(uint64_t *b) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(smem_addr(b)) : "memory");
+}
+/* Wait for the phase of parity `parity` to complete. */
+__device__ __forceinline__ void mb_wait(uint64_t *b, int parity) {
+    asm volatile("{\n.reg .pred p;\nWAIT_%=:\nmbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n@!p bra WAIT_%=;\n}\n" ::
+                     "r"(smem_addr(b)),
+                 "r"(parity)
+                 : "memory");
+}
+/* Box (x, y) of a 2-D tensor map into shared memory, completing on mbarrier bar. */
+__device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *map, int x, int y, uint64_t *bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "
+                 "[%4];" ::"r"(smem_addr(dst)),
+                 "l"(map), "r"(x), "r"(y), "r"(smem_addr(bar))
+                 : "memory");
 }
 __device__ __forceinline__ void wg_fence() {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");

@@ -41,6 +41,7 @@
  */
 #include "cuda_attention.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define F8_D 128               /* head_dim */
@@ -550,26 +551,32 @@ __global__ void __launch_bounds__(256 / MT, MT)
 }
 
 /* ---- Hopper (sm_90a): the same loop on wgmma ----
- * One block = three warpgroups of 64 queries; key tiles of 128, so that the K tile [128 keys][128 d]
- * and the V tile [128 d][128 keys] both have 128-byte rows: with the swizzle of swz128() they are
- * exactly wgmma's K-major 128-byte-swizzled layout (8-row groups 1024 bytes apart), and each
- * 32-byte step along K is the descriptor's start address plus 32. S = Q K^T: m64n128k32 s8 x s8
- * -> s32 from two descriptors (int32 results, MAGIC added with one integer add); O += P V:
- * m64n128k32 e4m3 x e4m3 -> f32 with P from registers (per warp the A fragment of mma.sync's
- * m16n8k32, so the same key order of the transposed V) straight into O, after O is scaled by
- * the online softmax's alpha in float32. Unlike the portable kernel's fresh accumulators, O then
- * passes through the FP8 wgmma's narrower accumulation once a tile; measured on H100 the 8-bit
- * test cases stay within the e4m3 rounding (3.1-3.7% l2 before and after, 8192 keys included).
- * Without a second set of 64 accumulators a thread fits in the 168 registers that three
- * warpgroups a block allow: 12 warps an SM instead of 8. cp.async fills a ring of three K/V tile
- * buffers, so one barrier a tile both publishes tile j and frees tile j - 1's buffer for tile
- * j + 2; each thread fences its writes to the async proxy before that barrier. Only the sm_90a
- * pass of the build has the body (wgmma is sm_90a-only); cuda_attention_wgmma_probe says at
- * backend creation whether this binary and device run it. */
+ * One block = two consumer warpgroups of 64 queries and one producer warpgroup; key tiles of 128,
+ * so that the K tile [128 keys][128 d] and the V tile [128 d][128 keys] both have 128-byte rows:
+ * with the 128-byte swizzle (swz128() for the Q tile, the bulk copies' own for K and V) they are
+ * exactly wgmma's K-major layout (8-row groups 1024 bytes apart), and each 32-byte step along K is
+ * the descriptor's start address plus 32. S = Q K^T: m64n128k32 s8 x s8 -> s32 from two
+ * descriptors (int32 results, MAGIC added with one integer add); O += P V: m64n128k32 e4m3 x e4m3
+ * -> f32 with P from registers (per warp the A fragment of mma.sync's m16n8k32, so the same key
+ * order of the transposed V) straight into O, after O is scaled by the online softmax's alpha in
+ * float32. Unlike the portable kernel's fresh accumulators, O then passes through the FP8 wgmma's
+ * narrower accumulation once a tile; measured on H100 the 8-bit test cases stay within the e4m3
+ * rounding (3.1-3.7% l2 before and after, 8192 keys included).
+ * One thread of the producer loads each K and V tile with a bulk tensor copy into a ring of W_ST
+ * stages (mbarriers: "full" completes with the copies' bytes, "empty" with one arrival from each
+ * consumer once its P V is done), so the consumers never meet at a block barrier and drift apart:
+ * one's softmax runs beside the other's products (bench/NOTES.md, v9: 10.5 -> 9.1 ms at the 1.3B
+ * self shape). A consumer fits in the 168 registers a 384-thread block allows; S of the next tile
+ * issued before this tile's softmax (FA3's in-warpgroup overlap) needs 64 more and spilled.
+ * Only the sm_90a pass of the build has the body (wgmma is sm_90a-only);
+ * cuda_attention_wgmma_probe says at backend creation whether this binary and device run it (and
+ * fetches the driver's tensor-map encoder the bulk copies need). */
 #define W_BC 128         /* keys per tile */
-#define W_WG 3           /* warpgroups per block */
+#define W_WG 2           /* consumer warpgroups per block (a third one loads) */
 #define W_BR (64 * W_WG) /* queries per block */
-#define W_ST 3           /* K/V tile buffers: tile j + 2 loads while tile j is in use */
+#define W_ST 4           /* stages of the K/V ring */
+#define W_TILE (W_BC * F8_D) /* bytes of a K tile (= a V tile) */
+#define W_STAGE (2 * W_TILE)
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* d = A (64x32 s8, descriptor) . B (32x128 s8, descriptor) */
@@ -673,116 +680,160 @@ __device__ __forceinline__ void softmax_w(float (&s)[16][4], float m[2], float l
     l[1] = fmaf(l[1], alpha[1], sum[1]);
 }
 
-template <typename OutT>
-__global__ void __launch_bounds__(128 * W_WG, 1)
-    fa8w_kernel(const uint8_t *__restrict__ q8, const uint8_t *__restrict__ k8,
-                const uint8_t *__restrict__ vt8, const float *__restrict__ sq, const float *__restrict__ sk,
-                const unsigned *__restrict__ vmax, OutT *__restrict__ out, int64_t nq, int64_t nk,
-                int64_t nk_pad, int64_t ld, int nkb, float scale_log2) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    constexpr int THREADS = 128 * W_WG;
-    extern __shared__ __align__(128) unsigned char smem_raw[];
-    uint8_t *Qs = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023); /* [W_BR][128], 1024-aligned */
-    uint8_t *Ks = Qs + W_BR * F8_D;                                          /* [W_ST][W_BC][128] */
-    uint8_t *Vs = Ks + W_ST * W_BC * F8_D;                                   /* [W_ST][128][W_BC] */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int wg = warp >> 2, wq = warp & 3; /* warpgroup, warp within it */
-    const int h = blockIdx.y;
-    const int64_t q0 = (int64_t)blockIdx.x * W_BR,
-                  row0 = q0 + wg * 64 + wq * 16 + g; /* rows row0, row0 + 8 */
-    const uint8_t *qh = q8 + h * F8_D, *kh = k8 + h * F8_D, *vth = vt8 + (int64_t)h * F8_D * nk_pad;
-    const float *skh = sk + (int64_t)h * nkb;
+/* Wait until at most N wgmma groups of this warpgroup are still running. */
+template <int N> __device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void wg_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
 
-    const int n_tiles = (int)((nk + W_BC - 1) / W_BC);
-    load_rows<W_BR, THREADS>(Qs, qh, ld, q0, nq);
-    load_rows<W_BC, THREADS>(Ks, kh, ld, 0, nk);
-    load_vt<W_BC, THREADS>(Vs, vth, nk_pad, 0);
-    cp_async_commit();
-    if (n_tiles > 1) {
-        load_rows<W_BC, THREADS>(Ks + W_BC * F8_D, kh, ld, W_BC, nk);
-        load_vt<W_BC, THREADS>(Vs + F8_D * W_BC, vth, nk_pad, W_BC);
-    }
-    cp_async_commit();
-    float qf[2];
+/* What a consumer warpgroup carries from key tile to key tile. */
+struct fa8w_state {
+    uint32_t ring;       /* shared address of stage 0: [W_ST][K tile | V tile] */
+    uint64_t *full, *empty;
+    const float *skh;
+    int nk, n_tiles;
+    uint64_t dq;
+    float qf[2], m[2], l[2];
+};
+
+__device__ __forceinline__ uint64_t fa8w_kdesc(const fa8w_state &st, int j) {
+    return wg_desc_addr(st.ring + (uint32_t)(j % W_ST) * W_STAGE);
+}
+
+/* S of key tile j into acc, once its stage has landed (issued, not waited for). */
+__device__ __forceinline__ void fa8w_issue_s(const fa8w_state &st, uint32_t (&acc)[64], int j) {
+    mb_wait(&st.full[j % W_ST], (j / W_ST) & 1);
+    const uint64_t dk = fa8w_kdesc(st, j);
+    wg_fence();
+    wg_s8_first(acc, st.dq, dk); /* 4 steps of 32 along d: +32 bytes = +2 in the descriptor */
+    wg_s8(acc, st.dq + 2, dk + 2);
+    wg_s8(acc, st.dq + 4, dk + 4);
+    wg_s8(acc, st.dq + 6, dk + 6);
+    wg_commit();
+}
+
+/* Key tile j of a consumer warpgroup: S = Q K^T once the stage has landed, the online softmax,
+ * O = alpha O + P V, then the stage goes back to the producer. */
+__device__ __forceinline__ void fa8w_tile(fa8w_state &st, float (&o)[64], int j) {
+    const int t4 = threadIdx.x & 3;
+    uint32_t sacc[64];
+    fa8w_issue_s(st, sacc, j);
+    wg_wait<0>();
+    wg_hold(sacc);
+
+    float s[16][4];
 #pragma unroll
-    for (int r = 0; r < 2; r++)
-        qf[r] = scale_log2 * (row0 + 8 * r < nq ? sq[(int64_t)h * nq + row0 + 8 * r] : 1.0f);
-    const uint64_t dq = wg_desc(Qs + wg * 64 * F8_D);
-
-    float o[64], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}; /* o[4t + e]: n-tile t, as s */
+    for (int t = 0; t < 16; t++)
 #pragma unroll
-    for (int i = 0; i < 64; i++)
-        o[i] = 0.0f;
-
-    /* One cp.async group a tile (the first with Q, empty ones past the last tile): the newest
-     * group is tile j + 1's, so waiting for all but one leaves tile j in. */
-    for (int j = 0; j < n_tiles; j++) {
-        const int buf = j % W_ST;
-        cp_async_wait<1>();
-        fence_proxy_async();
-        __syncthreads(); /* tile j is in, and every thread is done with tile j - 1's buffer */
-        if (j + 2 < n_tiles) {
-            const int nb = (j + 2) % W_ST;
-            load_rows<W_BC, THREADS>(Ks + nb * W_BC * F8_D, kh, ld, (int64_t)(j + 2) * W_BC, nk);
-            load_vt<W_BC, THREADS>(Vs + nb * F8_D * W_BC, vth, nk_pad, (int64_t)(j + 2) * W_BC);
-        }
-        cp_async_commit();
-        const uint64_t dk = wg_desc(Ks + buf * W_BC * F8_D), dv = wg_desc(Vs + buf * F8_D * W_BC);
-
-        /* S = Qc Kc^T, 4 steps of 32 along d (+32 bytes = +2 in the descriptor's address) */
-        uint32_t sacc[64];
-        wg_fence();
-        wg_s8_first(sacc, dq, dk);
-        wg_s8(sacc, dq + 2, dk + 2);
-        wg_s8(sacc, dq + 4, dk + 4);
-        wg_s8(sacc, dq + 6, dk + 6);
-        wg_commit_wait();
-        wg_hold(sacc);
-        float s[16][4];
+        for (int e = 0; e < 4; e++)
+            s[t][e] = __uint_as_float(sacc[4 * t + e] + MAGIC_BITS);
+    const int kmax = st.nk - j * W_BC;
+    if (kmax < W_BC) {
 #pragma unroll
         for (int t = 0; t < 16; t++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
-                s[t][e] = __uint_as_float(sacc[4 * t + e] + MAGIC_BITS);
-
-        const int kmax = (int)(nk - (int64_t)j * W_BC);
-        if (kmax < W_BC) {
-#pragma unroll
-            for (int t = 0; t < 16; t++)
-#pragma unroll
-                for (int e = 0; e < 4; e++)
-                    if (t * 8 + 2 * t4 + (e & 1) >= kmax)
-                        s[t][e] = -INFINITY;
-        }
-        const float ks0 = skh[(j * W_BC) / F8_KB], ks1 = skh[(j * W_BC) / F8_KB + 1];
-        const float f[2][2] = {{qf[0] * ks0, qf[1] * ks0}, {qf[0] * ks1, qf[1] * ks1}};
-        float alpha[2];
-        softmax_w(s, m, l, alpha, f);
-        uint32_t pa[4][4];
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-            const int t = 4 * kk;
-            pa[kk][0] = f8x4(s[t][0], s[t][1], s[t + 1][0], s[t + 1][1]);
-            pa[kk][1] = f8x4(s[t][2], s[t][3], s[t + 1][2], s[t + 1][3]);
-            pa[kk][2] = f8x4(s[t + 2][0], s[t + 2][1], s[t + 3][0], s[t + 3][1]);
-            pa[kk][3] = f8x4(s[t + 2][2], s[t + 2][3], s[t + 3][2], s[t + 3][3]);
-        }
-
-        /* O = alpha O in float32, then O += PV of this tile, 4 steps of 32 keys */
-#pragma unroll
-        for (int i = 0; i < 64; i++)
-            o[i] *= alpha[(i >> 1) & 1];
-        wg_fence();
-        wg_f8(o, pa[0], dv);
-        wg_f8(o, pa[1], dv + 2);
-        wg_f8(o, pa[2], dv + 4);
-        wg_f8(o, pa[3], dv + 6);
-        wg_commit_wait();
-        wg_hold(o);
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++)
-            wg_hold(pa[kk]);
+                if (t * 8 + 2 * t4 + (e & 1) >= kmax)
+                    s[t][e] = -INFINITY;
     }
+    const float ks0 = st.skh[(j * W_BC) / F8_KB], ks1 = st.skh[(j * W_BC) / F8_KB + 1];
+    const float f[2][2] = {{st.qf[0] * ks0, st.qf[1] * ks0}, {st.qf[0] * ks1, st.qf[1] * ks1}};
+    float alpha[2];
+    softmax_w(s, st.m, st.l, alpha, f);
+    uint32_t pa[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+        const int t = 4 * kk;
+        pa[kk][0] = f8x4(s[t][0], s[t][1], s[t + 1][0], s[t + 1][1]);
+        pa[kk][1] = f8x4(s[t][2], s[t][3], s[t + 1][2], s[t + 1][3]);
+        pa[kk][2] = f8x4(s[t + 2][0], s[t + 2][1], s[t + 3][0], s[t + 3][1]);
+        pa[kk][3] = f8x4(s[t + 2][2], s[t + 2][3], s[t + 3][2], s[t + 3][3]);
+    }
+
+    /* O = alpha O in float32, then O += P V of this tile, 4 steps of 32 keys (V tile after K) */
+#pragma unroll
+    for (int i = 0; i < 64; i++)
+        o[i] *= alpha[(i >> 1) & 1];
+    const uint64_t dv = fa8w_kdesc(st, j) + (W_TILE >> 4);
+    wg_fence();
+    wg_f8(o, pa[0], dv);
+    wg_f8(o, pa[1], dv + 2);
+    wg_f8(o, pa[2], dv + 4);
+    wg_f8(o, pa[3], dv + 6);
+    wg_commit();
+    wg_wait<0>();
+    wg_hold(o);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++)
+        wg_hold(pa[kk]);
+    if (threadIdx.x % 128 == 0)
+        mb_arrive(&st.empty[j % W_ST]);
+}
+#endif
+
+template <typename OutT>
+__global__ void __launch_bounds__(128 * (W_WG + 1), 1)
+    fa8w_kernel(const __grid_constant__ CUtensorMap map_k, const __grid_constant__ CUtensorMap map_v,
+                const uint8_t *__restrict__ q8, const float *__restrict__ sq, const float *__restrict__ sk,
+                const unsigned *__restrict__ vmax, OutT *__restrict__ out, int64_t nq, int nk, int64_t ld, int nkb,
+                float scale_log2) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int THREADS = 128 * (W_WG + 1);
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    uint8_t *Qs = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023); /* [W_BR][128], 1024-aligned */
+    uint8_t *ring = Qs + W_BR * F8_D; /* [W_ST][K tile [W_BC][128] | V tile [128][W_BC]] */
+    __shared__ uint64_t full[W_ST], empty[W_ST];
+    const int h = blockIdx.y, n_tiles = (nk + W_BC - 1) / W_BC;
+    const int64_t q0 = (int64_t)blockIdx.x * W_BR;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < W_ST; i++) {
+            mb_init(&full[i], 1);
+            mb_init(&empty[i], W_WG);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    load_rows<W_BR, THREADS>(Qs, q8 + h * F8_D, ld, q0, nq);
+    cp_async_commit();
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+
+    const int wg = threadIdx.x / 128;
+    if (wg == 0) { /* the producer: one thread loads every K and V tile through the ring */
+        if (threadIdx.x == 0) {
+            for (int j = 0; j < n_tiles; j++) {
+                const int st = j % W_ST;
+                mb_wait(&empty[st], ((j / W_ST) & 1) ^ 1);
+                mb_expect(&full[st], 2 * W_TILE);
+                tma_load_2d(ring + st * W_STAGE, &map_k, h * F8_D, j * W_BC, &full[st]);
+                tma_load_2d(ring + st * W_STAGE + W_TILE, &map_v, j * W_BC, h * F8_D, &full[st]);
+            }
+        }
+        return;
+    }
+    const int c = wg - 1, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int64_t row0 = q0 + c * 64 + warp * 16 + g; /* rows row0, row0 + 8 */
+    fa8w_state st;
+    st.ring = smem_addr(ring), st.full = full, st.empty = empty;
+    st.skh = sk + (int64_t)h * nkb;
+    st.nk = nk, st.n_tiles = n_tiles;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        st.qf[r] = scale_log2 * (row0 + 8 * r < nq ? sq[(int64_t)h * nq + row0 + 8 * r] : 1.0f);
+        st.m[r] = -INFINITY;
+        st.l[r] = 0.0f;
+    }
+    st.dq = wg_desc(Qs + c * 64 * F8_D);
+    float o[64]; /* o[4t + e]: n-tile t, as s */
+#pragma unroll
+    for (int i = 0; i < 64; i++)
+        o[i] = 0.0f;
+
+    for (int j = 0; j < n_tiles; j++)
+        fa8w_tile(st, o, j);
 
     float sv[F8_D / 8][2];
 #pragma unroll
@@ -793,7 +844,7 @@ __global__ void __launch_bounds__(128 * W_WG, 1)
     }
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        float lr = l[r];
+        float lr = st.l[r];
         lr += __shfl_xor_sync(0xffffffffu, lr, 1);
         lr += __shfl_xor_sync(0xffffffffu, lr, 2);
         const int64_t row = row0 + 8 * r;
@@ -879,16 +930,39 @@ static int fa8_launch(cuda_state *cs, const attn_launch *a, const fa8_bufs *b, a
     return 0;
 }
 
+typedef CUresult (*tmap_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *, const cuuint64_t *,
+                                    const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
+                                    CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* The bulk-copy map of a [rows, cols] byte matrix (row stride ld) in 128 x 128 boxes with the
+ * 128-byte swizzle, zeros past its edge. */
+static int fa8w_map(cuda_state *cs, CUtensorMap *m, const void *p, int64_t rows, int64_t cols, int64_t ld,
+                    const char *op, au_err *err) {
+    cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)ld};
+    cuuint32_t box[2] = {W_BC, F8_D}, step[2] = {1, 1};
+    CUresult r = ((tmap_encode_fn)cs->tmap_encode)(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)p, dims, strides, box,
+                                                    step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        return au_errf(err, AU_EBACKEND, "%s: cuTensorMapEncodeTiled failed (%d) for a %lld x %lld operand", op,
+                       (int)r, (long long)rows, (long long)cols);
+    return 0;
+}
+
 template <typename OutT>
 static int fa8w_launch(cuda_state *cs, const attn_launch *a, const fa8_bufs *b, au_err *err) {
     const char *op = "attention (fp8, wgmma)";
-    const size_t smem = (size_t)W_BR * F8_D + 2 * W_ST * (size_t)W_BC * F8_D + 1024; /* + alignment to 1024 */
+    const size_t smem = (size_t)W_BR * F8_D + (size_t)W_ST * W_STAGE + 1024; /* + alignment to 1024 */
     CUDA_TRY(cudaFuncSetAttribute(fa8w_kernel<OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t nk_pad = keys_padded(a->nk);
+    CUtensorMap mk, mv;
+    TRY_RC(fa8w_map(cs, &mk, b->k8, a->nk, a->ld, a->ld, op, err));
+    TRY_RC(fa8w_map(cs, &mv, b->vt8, a->ld, nk_pad, nk_pad, op, err));
     dim3 grid((unsigned)((a->nq + W_BR - 1) / W_BR), (unsigned)a->H);
-    fa8w_kernel<OutT><<<grid, 128 * W_WG, smem, cs->stream>>>(b->q8, b->k8, b->vt8, b->sq, b->sk, b->vmax,
-                                                              (OutT *)a->out, a->nq, a->nk, nk_pad, a->ld,
-                                                              (int)(nk_pad / F8_KB), a->scale_log2);
+    fa8w_kernel<OutT><<<grid, 128 * (W_WG + 1), smem, cs->stream>>>(
+        mk, mv, b->q8, b->sq, b->sk, b->vmax, (OutT *)a->out, a->nq, (int)a->nk, a->ld, (int)(nk_pad / F8_KB),
+        a->scale_log2);
     CUDA_LAUNCHED();
     return 0;
 }
@@ -909,7 +983,18 @@ int cuda_attention_wgmma_probe(cuda_state *cs) {
         has = 0;
     }
     cudaFree(flag);
-    return has;
+    if (!has)
+        return 0;
+    /* the 8-bit kernel's bulk copies need the driver's tensor-map encoder */
+    void *fn = NULL;
+    cudaDriverEntryPointQueryResult q;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess || !fn) {
+        cudaGetLastError();
+        return 0;
+    }
+    cs->tmap_encode = fn;
+    return 1;
 }
 
 int cuda_attention_fp8(cuda_state *cs, const attn_launch *a, void *scratch, au_err *err) {
