@@ -261,4 +261,10 @@ size_t cuda_attention_fp8_scratch_bytes(int64_t nq, int64_t nk, int H);
 /* Run a call cuda_attention_fp8_takes; scratch holds cuda_attention_fp8_scratch_bytes. */
 int cuda_attention_fp8(cuda_state *cs, const attn_launch *a, void *scratch, au_err *err);
 
+/* The bulk-copy map of a [rows, cols] matrix of bytes (bf16 0) or bf16 (bf16 1), row stride ld
+ * elements, read in box_rows x box_cols boxes with the 128-byte swizzle and zeros past its edge
+ * (the Hopper kernels' producers; needs cs->tmap_encode). */
+int cuda_attention_tma_map(cuda_state *cs, CUtensorMap *m, int bf16, const void *p, int64_t rows, int64_t cols,
+                           int64_t ld, int box_cols, int box_rows, const char *op, au_err *err);
+
 #endif

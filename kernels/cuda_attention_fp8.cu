@@ -934,16 +934,15 @@ typedef CUresult (*tmap_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_
                                     const cuuint64_t *, const cuuint32_t *, const cuuint32_t *, CUtensorMapInterleave,
                                     CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
 
-/* The bulk-copy map of a [rows, cols] byte matrix (row stride ld) in 128 x 128 boxes with the
- * 128-byte swizzle, zeros past its edge. */
-static int fa8w_map(cuda_state *cs, CUtensorMap *m, const void *p, int64_t rows, int64_t cols, int64_t ld,
-                    const char *op, au_err *err) {
-    cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)ld};
-    cuuint32_t box[2] = {W_BC, F8_D}, step[2] = {1, 1};
-    CUresult r = ((tmap_encode_fn)cs->tmap_encode)(m, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)p, dims, strides, box,
-                                                    step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                                                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                                    CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+int cuda_attention_tma_map(cuda_state *cs, CUtensorMap *m, int bf16, const void *p, int64_t rows, int64_t cols,
+                           int64_t ld, int box_cols, int box_rows, const char *op, au_err *err) {
+    const size_t esz = bf16 ? 2 : 1;
+    cuuint64_t dims[2] = {(cuuint64_t)cols, (cuuint64_t)rows}, strides[1] = {(cuuint64_t)(ld * esz)};
+    cuuint32_t box[2] = {(cuuint32_t)box_cols, (cuuint32_t)box_rows}, step[2] = {1, 1};
+    CUresult r = ((tmap_encode_fn)cs->tmap_encode)(
+        m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)p, dims, strides, box,
+        step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS)
         return au_errf(err, AU_EBACKEND, "%s: cuTensorMapEncodeTiled failed (%d) for a %lld x %lld operand", op,
                        (int)r, (long long)rows, (long long)cols);
@@ -957,8 +956,8 @@ static int fa8w_launch(cuda_state *cs, const attn_launch *a, const fa8_bufs *b, 
     CUDA_TRY(cudaFuncSetAttribute(fa8w_kernel<OutT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const int64_t nk_pad = keys_padded(a->nk);
     CUtensorMap mk, mv;
-    TRY_RC(fa8w_map(cs, &mk, b->k8, a->nk, a->ld, a->ld, op, err));
-    TRY_RC(fa8w_map(cs, &mv, b->vt8, a->ld, nk_pad, nk_pad, op, err));
+    TRY_RC(cuda_attention_tma_map(cs, &mk, 0, b->k8, a->nk, a->ld, a->ld, W_BC, W_BC, op, err));
+    TRY_RC(cuda_attention_tma_map(cs, &mv, 0, b->vt8, a->ld, nk_pad, nk_pad, W_BC, F8_D, op, err));
     dim3 grid((unsigned)((a->nq + W_BR - 1) / W_BR), (unsigned)a->H);
     fa8w_kernel<OutT><<<grid, 128 * (W_WG + 1), smem, cs->stream>>>(
         mk, mv, b->q8, b->sq, b->sk, b->vmax, (OutT *)a->out, a->nq, (int)a->nk, a->ld, (int)(nk_pad / F8_KB),

@@ -3,24 +3,27 @@
  *
  * Same contract and online softmax as flash_kernel (cuda_attention.cu: scores in units, the
  * scale in the exponent, bf16 P, float32 O and sums), head_dim 128, no bias (last_units taken).
- * One block = three warpgroups of 64 queries; key tiles of 64. S = Q K^T is m64n64k16 with both
- * operands from shared memory: Q [192][128] and K [64][128] bf16 are kept as two 64-column halves
- * with 128-byte rows in the 128-byte swizzle (swz128), which is wgmma's K-major layout, eight
- * 32-byte steps along d. O += P V is m64n128k16 with P from registers (the S accumulator
- * repacked to bf16, the A fragment layout of mma.sync's m16n8k16) and V from a transposed copy
- * vt [H][128 d][keys padded to 64] made by a prologue kernel, so its [128 d][64 keys] tile is
- * K-major too. cp.async fills a ring of three K/V tile buffers, one barrier a tile (as in
- * fa8w_kernel of cuda_attention_fp8.cu; both take their descriptor helpers from cuda_attention.cuh).
+ * One block = two consumer warpgroups of 64 queries and a producer warpgroup; key tiles of 64.
+ * S = Q K^T is m64n64k16 with both operands from shared memory: Q [128][128] and K [64][128] bf16
+ * are kept as two 64-column halves with 128-byte rows in the 128-byte swizzle (swz128 for Q, the
+ * bulk copies' own for K), which is wgmma's K-major layout, eight 32-byte steps along d. O += P V
+ * is m64n128k16 with P from registers (the S accumulator repacked to bf16, the A fragment layout
+ * of mma.sync's m16n8k16) and V from a transposed copy vt [H][128 d][keys padded to 64] made by a
+ * prologue kernel, so its [128 d][64 keys] tile is K-major too. One producer thread fills a ring
+ * of four K/V stages with bulk tensor copies (mbarriers, as fa8w_kernel of cuda_attention_fp8.cu
+ * does; both take their helpers from cuda_attention.cuh), so the consumers never wait for each
+ * other.
  */
 #include "cuda_attention.cuh"
 
 #define WB_D 128 /* head_dim */
 #define WB_BC 64  /* keys a tile */
 
-/* The shape of one configuration: WG warpgroups of 64 queries a block, ST K/V tile buffers. Q and K
- * tiles are two 64-column halves of 128-byte rows; the V^T tile is [128 d][64 keys]. */
+/* The shape of one configuration: WG consumer warpgroups of 64 queries and one producer warpgroup a
+ * block, ST stages of K/V tiles. Q and K tiles are two 64-column halves of 128-byte rows; the V^T
+ * tile is [128 d][64 keys]. */
 template <int WG, int ST> struct wb_cfg {
-    static constexpr int BR = 64 * WG, THREADS = 128 * WG;
+    static constexpr int BR = 64 * WG, THREADS = 128 * (WG + 1);
     static constexpr int HALF_Q = BR * 128, HALF_K = WB_BC * 128, HALF_V = WB_D * 128;
     static constexpr int STAGE = 2 * HALF_K + HALF_V;
     static constexpr size_t SMEM = 2 * (size_t)HALF_Q + (size_t)ST * STAGE + 1024; /* + alignment to 1024 */
@@ -57,15 +60,6 @@ __device__ __forceinline__ void wb_load_rows(unsigned char *tile, const bf16 *sr
     }
 }
 
-/* Keys [j0, j0 + 64) of the 128 channel rows of one head of vt into a [128][64] tile. */
-template <int THREADS>
-__device__ __forceinline__ void wb_load_vt(unsigned char *tile, const bf16 *vt_h, int64_t nk_pad, int64_t j0) {
-    for (int idx = threadIdx.x; idx < WB_D * 8; idx += THREADS) {
-        const int d = idx / 8, c = idx % 8;
-        cp_async16(tile + swz128(idx) * 16, vt_h + d * nk_pad + j0 + c * 8, true);
-    }
-}
-
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 /* d = (acc 0) or += A (64x16 bf16, descriptor) . B (16x64 bf16, descriptor): S of one 64-key tile. */
 __device__ __forceinline__ void wg_qk(float (&d)[8][4], uint64_t da, uint64_t db, int acc) {
@@ -87,34 +81,47 @@ __device__ __forceinline__ void wg_pv(float (&d)[16][4], const uint32_t (&a)[4],
 #endif
 
 template <int WG, int ST, typename OutT>
-__global__ void __launch_bounds__(128 * WG, 1)
-    wb_kernel(const bf16 *__restrict__ q, const bf16 *__restrict__ k, const bf16 *__restrict__ vt,
-              OutT *__restrict__ out, int64_t nq, int64_t nk, int64_t nk_pad, int64_t ld, float scale_log2,
-              float last_units) {
+__global__ void __launch_bounds__(wb_cfg<WG, ST>::THREADS, 1)
+    wb_kernel(const __grid_constant__ CUtensorMap map_k, const __grid_constant__ CUtensorMap map_v,
+              const bf16 *__restrict__ q, OutT *__restrict__ out, int64_t nq, int64_t nk, int64_t ld,
+              float scale_log2, float last_units) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     typedef wb_cfg<WG, ST> C;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     unsigned char *Qs = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023); /* 1024-aligned */
     unsigned char *Ss = Qs + 2 * C::HALF_Q;                                        /* [ST] stages */
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
-    const int wg = warp >> 2, wq = warp & 3;
-    const int h = blockIdx.y;
-    const int64_t q0 = (int64_t)blockIdx.x * C::BR, wrow0 = q0 + wg * 64 + wq * 16; /* this warp's rows */
-    const bf16 *qh = q + h * WB_D, *kh = k + h * WB_D, *vth = vt + (int64_t)h * WB_D * nk_pad;
-
-    /* one cp.async group a tile (the first with Q, empty ones past the last tile), PD = ST - 1 tiles
-     * ahead; waiting for all but PD - 1 groups leaves tile j in */
-    constexpr int PD = ST - 1;
-    const int n_tiles = (int)((nk + WB_BC - 1) / WB_BC);
-    wb_load_rows<C::BR, C::THREADS, C::HALF_Q>(Qs, qh, ld, q0, nq);
-#pragma unroll
-    for (int p = 0; p < PD; p++) {
-        if (p < n_tiles) {
-            wb_load_rows<WB_BC, C::THREADS, C::HALF_K>(Ss + p * C::STAGE, kh, ld, (int64_t)p * WB_BC, nk);
-            wb_load_vt<C::THREADS>(Ss + p * C::STAGE + 2 * C::HALF_K, vth, nk_pad, (int64_t)p * WB_BC);
+    __shared__ uint64_t full[ST], empty[ST];
+    const int h = blockIdx.y, n_tiles = (int)((nk + WB_BC - 1) / WB_BC);
+    const int64_t q0 = (int64_t)blockIdx.x * C::BR;
+    if (threadIdx.x == 0) {
+        for (int i = 0; i < ST; i++) {
+            mb_init(&full[i], 1);
+            mb_init(&empty[i], WG);
         }
-        cp_async_commit();
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
+    wb_load_rows<C::BR, C::THREADS, C::HALF_Q>(Qs, q + h * WB_D, ld, q0, nq);
+    cp_async_commit();
+    cp_async_wait<0>();
+    fence_proxy_async();
+    __syncthreads();
+
+    if (threadIdx.x / 128 == 0) { /* the producer: one thread loads every K and V tile through the ring */
+        if (threadIdx.x == 0) {
+            for (int j = 0; j < n_tiles; j++) {
+                unsigned char *st = Ss + (j % ST) * C::STAGE;
+                mb_wait(&empty[j % ST], ((j / ST) & 1) ^ 1);
+                mb_expect(&full[j % ST], C::STAGE);
+                tma_load_2d(st, &map_k, h * WB_D, j * WB_BC, &full[j % ST]);
+                tma_load_2d(st + C::HALF_K, &map_k, h * WB_D + 64, j * WB_BC, &full[j % ST]);
+                tma_load_2d(st + 2 * C::HALF_K, &map_v, j * WB_BC, h * WB_D, &full[j % ST]);
+            }
+        }
+        return;
+    }
+    const int wg = threadIdx.x / 128 - 1, wq = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2,
+              t4 = lane & 3;
+    const int64_t wrow0 = q0 + wg * 64 + wq * 16; /* this warp's rows */
     const uint64_t dq0 = wg_desc(Qs + wg * 64 * 128), dq1 = wg_desc(Qs + C::HALF_Q + wg * 64 * 128);
     const float mul = units_mul(scale_log2);
 
@@ -125,15 +132,7 @@ __global__ void __launch_bounds__(128 * WG, 1)
 
     for (int j = 0; j < n_tiles; j++) {
         unsigned char *st = Ss + (j % ST) * C::STAGE;
-        cp_async_wait<PD - 1>();
-        fence_proxy_async();
-        __syncthreads(); /* tile j is in, every thread is done with tile j - 1's buffer */
-        if (j + PD < n_tiles) {
-            unsigned char *nb = Ss + ((j + PD) % ST) * C::STAGE;
-            wb_load_rows<WB_BC, C::THREADS, C::HALF_K>(nb, kh, ld, (int64_t)(j + PD) * WB_BC, nk);
-            wb_load_vt<C::THREADS>(nb + 2 * C::HALF_K, vth, nk_pad, (int64_t)(j + PD) * WB_BC);
-        }
-        cp_async_commit();
+        mb_wait(&full[j % ST], (j / ST) & 1);
         const uint64_t dk0 = wg_desc(st), dk1 = wg_desc(st + C::HALF_K), dv = wg_desc(st + 2 * C::HALF_K);
 
         float s[WB_BC / 8][4];
@@ -161,6 +160,8 @@ __global__ void __launch_bounds__(128 * WG, 1)
 #pragma unroll
         for (int kk = 0; kk < WB_BC / 16; kk++)
             wg_hold(pa[kk]);
+        if (threadIdx.x % 128 == 0)
+            mb_arrive(&empty[j % ST]); /* this warpgroup is done with the stage */
     }
 
 #pragma unroll
@@ -188,18 +189,20 @@ size_t cuda_attention_wgmma_scratch_bytes(int64_t nk, int H) {
     return cuda_round256((size_t)H * WB_D * (size_t)keys_padded(nk) * sizeof(bf16));
 }
 
-/* Three warpgroups, three buffers: the fastest of the configurations measured on H100 (bench/NOTES.md,
- * "bf16 attention on wgmma"; 128-key tiles, which need two warpgroups to fit their registers, were
- * slower). */
+/* Two consumer warpgroups and a ring of four stages (bench/NOTES.md, "bf16 attention on wgmma" and
+ * v9). */
 template <typename OutT>
 static int wb_launch(cuda_state *cs, const attn_launch *a, const bf16 *vt, int64_t nk_pad, au_err *err) {
     const char *op = "attention (bf16, wgmma)";
-    typedef wb_cfg<3, 3> C;
-    auto kern = wb_kernel<3, 3, OutT>;
+    typedef wb_cfg<2, 4> C;
+    auto kern = wb_kernel<2, 4, OutT>;
     CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::SMEM));
+    CUtensorMap mk, mv;
+    TRY_RC(cuda_attention_tma_map(cs, &mk, 1, a->k, a->nk, a->ld, a->ld, 64, WB_BC, op, err));
+    TRY_RC(cuda_attention_tma_map(cs, &mv, 1, vt, (int64_t)a->H * WB_D, nk_pad, nk_pad, WB_BC, WB_D, op, err));
     dim3 grid((unsigned)((a->nq + C::BR - 1) / C::BR), (unsigned)a->H);
-    kern<<<grid, C::THREADS, C::SMEM, cs->stream>>>(a->q, a->k, vt, (OutT *)a->out, a->nq, a->nk, nk_pad, a->ld,
-                                                     a->scale_log2, a->last_units);
+    kern<<<grid, C::THREADS, C::SMEM, cs->stream>>>(mk, mv, a->q, (OutT *)a->out, a->nq, a->nk, a->ld, a->scale_log2,
+                                                 a->last_units);
     CUDA_LAUNCHED();
     return 0;
 }
