@@ -74,7 +74,7 @@ __device__ __forceinline__ uint64_t wg_desc_addr(uint32_t shared_addr) {
 __device__ __forceinline__ uint64_t wg_desc(const void *tile) {
     return wg_desc_addr(smem_addr(tile));
 }
-/* mbarriers and bulk tensor copies (the producer / consumer ring of the 8-bit kernel). */
+/* mbarriers and bulk tensor copies (the producer / consumer rings of the Hopper kernels). */
 __device__ __forceinline__ void mb_init(uint64_t *b, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(b)), "r"(count));
 }
@@ -91,6 +91,34 @@ __device__ __forceinline__ void mb_wait(uint64_t *b, int parity) {
                  "r"(parity)
                  : "memory");
 }
+/* The barriers of a ring of ST shared-memory stages between one producer thread and `consumers`
+ * warpgroups (in shared memory): tile j uses stage j % ST; "full" completes when the tile's bytes
+ * have landed, "empty" when every consumer warpgroup has released it. */
+template <int ST> struct mb_ring {
+    uint64_t full[ST], empty[ST];
+    /* by one thread, before the block barrier that publishes it */
+    __device__ __forceinline__ void init(int consumers) {
+        for (int i = 0; i < ST; i++) {
+            mb_init(&full[i], 1);
+            mb_init(&empty[i], consumers);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    /* producer: wait until tile j's stage is free, announce `bytes` for it; the copies complete on
+     * the barrier returned */
+    __device__ __forceinline__ uint64_t *fill(int j, int bytes) {
+        mb_wait(&empty[j % ST], ((j / ST) & 1) ^ 1);
+        mb_expect(&full[j % ST], bytes);
+        return &full[j % ST];
+    }
+    /* consumer: wait until tile j has landed */
+    __device__ __forceinline__ void wait(int j) { mb_wait(&full[j % ST], (j / ST) & 1); }
+    /* consumer warpgroup, after its last read of tile j (its wgmmas waited for) */
+    __device__ __forceinline__ void release(int j) {
+        if (threadIdx.x % 128 == 0)
+            mb_arrive(&empty[j % ST]);
+    }
+};
 /* Box (x, y) of a 2-D tensor map into shared memory, completing on mbarrier bar. */
 __device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *map, int x, int y, uint64_t *bar) {
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "

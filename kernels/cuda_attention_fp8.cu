@@ -41,7 +41,6 @@
  */
 #include "cuda_attention.cuh"
 
-#include <stdlib.h>
 #include <string.h>
 
 #define F8_D 128               /* head_dim */
@@ -692,7 +691,7 @@ __device__ __forceinline__ void wg_commit() {
 /* What a consumer warpgroup carries from key tile to key tile. */
 struct fa8w_state {
     uint32_t ring;       /* shared address of stage 0: [W_ST][K tile | V tile] */
-    uint64_t *full, *empty;
+    mb_ring<W_ST> *bars;
     const float *skh;
     int nk, n_tiles;
     uint64_t dq;
@@ -705,7 +704,7 @@ __device__ __forceinline__ uint64_t fa8w_kdesc(const fa8w_state &st, int j) {
 
 /* S of key tile j into acc, once its stage has landed (issued, not waited for). */
 __device__ __forceinline__ void fa8w_issue_s(const fa8w_state &st, uint32_t (&acc)[64], int j) {
-    mb_wait(&st.full[j % W_ST], (j / W_ST) & 1);
+    st.bars->wait(j);
     const uint64_t dk = fa8w_kdesc(st, j);
     wg_fence();
     wg_s8_first(acc, st.dq, dk); /* 4 steps of 32 along d: +32 bytes = +2 in the descriptor */
@@ -769,8 +768,7 @@ __device__ __forceinline__ void fa8w_tile(fa8w_state &st, float (&o)[64], int j)
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
         wg_hold(pa[kk]);
-    if (threadIdx.x % 128 == 0)
-        mb_arrive(&st.empty[j % W_ST]);
+    st.bars->release(j);
 }
 #endif
 
@@ -785,16 +783,11 @@ __global__ void __launch_bounds__(128 * (W_WG + 1), 1)
     extern __shared__ __align__(128) unsigned char smem_raw[];
     uint8_t *Qs = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023); /* [W_BR][128], 1024-aligned */
     uint8_t *ring = Qs + W_BR * F8_D; /* [W_ST][K tile [W_BC][128] | V tile [128][W_BC]] */
-    __shared__ uint64_t full[W_ST], empty[W_ST];
+    __shared__ mb_ring<W_ST> bars;
     const int h = blockIdx.y, n_tiles = (nk + W_BC - 1) / W_BC;
     const int64_t q0 = (int64_t)blockIdx.x * W_BR;
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < W_ST; i++) {
-            mb_init(&full[i], 1);
-            mb_init(&empty[i], W_WG);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
+    if (threadIdx.x == 0)
+        bars.init(W_WG);
     load_rows<W_BR, THREADS>(Qs, q8 + h * F8_D, ld, q0, nq);
     cp_async_commit();
     cp_async_wait<0>();
@@ -805,11 +798,10 @@ __global__ void __launch_bounds__(128 * (W_WG + 1), 1)
     if (wg == 0) { /* the producer: one thread loads every K and V tile through the ring */
         if (threadIdx.x == 0) {
             for (int j = 0; j < n_tiles; j++) {
-                const int st = j % W_ST;
-                mb_wait(&empty[st], ((j / W_ST) & 1) ^ 1);
-                mb_expect(&full[st], 2 * W_TILE);
-                tma_load_2d(ring + st * W_STAGE, &map_k, h * F8_D, j * W_BC, &full[st]);
-                tma_load_2d(ring + st * W_STAGE + W_TILE, &map_v, j * W_BC, h * F8_D, &full[st]);
+                uint64_t *full = bars.fill(j, W_STAGE);
+                uint8_t *stage = ring + (j % W_ST) * W_STAGE;
+                tma_load_2d(stage, &map_k, h * F8_D, j * W_BC, full);
+                tma_load_2d(stage + W_TILE, &map_v, j * W_BC, h * F8_D, full);
             }
         }
         return;
@@ -817,7 +809,7 @@ __global__ void __launch_bounds__(128 * (W_WG + 1), 1)
     const int c = wg - 1, warp = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
     const int64_t row0 = q0 + c * 64 + warp * 16 + g; /* rows row0, row0 + 8 */
     fa8w_state st;
-    st.ring = smem_addr(ring), st.full = full, st.empty = empty;
+    st.ring = smem_addr(ring), st.bars = &bars;
     st.skh = sk + (int64_t)h * nkb;
     st.nk = nk, st.n_tiles = n_tiles;
 #pragma unroll

@@ -90,16 +90,11 @@ __global__ void __launch_bounds__(wb_cfg<WG, ST>::THREADS, 1)
     extern __shared__ __align__(128) unsigned char smem_raw[];
     unsigned char *Qs = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023); /* 1024-aligned */
     unsigned char *Ss = Qs + 2 * C::HALF_Q;                                        /* [ST] stages */
-    __shared__ uint64_t full[ST], empty[ST];
+    __shared__ mb_ring<ST> bars;
     const int h = blockIdx.y, n_tiles = (int)((nk + WB_BC - 1) / WB_BC);
     const int64_t q0 = (int64_t)blockIdx.x * C::BR;
-    if (threadIdx.x == 0) {
-        for (int i = 0; i < ST; i++) {
-            mb_init(&full[i], 1);
-            mb_init(&empty[i], WG);
-        }
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-    }
+    if (threadIdx.x == 0)
+        bars.init(WG);
     wb_load_rows<C::BR, C::THREADS, C::HALF_Q>(Qs, q + h * WB_D, ld, q0, nq);
     cp_async_commit();
     cp_async_wait<0>();
@@ -109,12 +104,11 @@ __global__ void __launch_bounds__(wb_cfg<WG, ST>::THREADS, 1)
     if (threadIdx.x / 128 == 0) { /* the producer: one thread loads every K and V tile through the ring */
         if (threadIdx.x == 0) {
             for (int j = 0; j < n_tiles; j++) {
+                uint64_t *full = bars.fill(j, C::STAGE);
                 unsigned char *st = Ss + (j % ST) * C::STAGE;
-                mb_wait(&empty[j % ST], ((j / ST) & 1) ^ 1);
-                mb_expect(&full[j % ST], C::STAGE);
-                tma_load_2d(st, &map_k, h * WB_D, j * WB_BC, &full[j % ST]);
-                tma_load_2d(st + C::HALF_K, &map_k, h * WB_D + 64, j * WB_BC, &full[j % ST]);
-                tma_load_2d(st + 2 * C::HALF_K, &map_v, j * WB_BC, h * WB_D, &full[j % ST]);
+                tma_load_2d(st, &map_k, h * WB_D, j * WB_BC, full);
+                tma_load_2d(st + C::HALF_K, &map_k, h * WB_D + 64, j * WB_BC, full);
+                tma_load_2d(st + 2 * C::HALF_K, &map_v, j * WB_BC, h * WB_D, full);
             }
         }
         return;
@@ -132,7 +126,7 @@ __global__ void __launch_bounds__(wb_cfg<WG, ST>::THREADS, 1)
 
     for (int j = 0; j < n_tiles; j++) {
         unsigned char *st = Ss + (j % ST) * C::STAGE;
-        mb_wait(&full[j % ST], (j / ST) & 1);
+        bars.wait(j);
         const uint64_t dk0 = wg_desc(st), dk1 = wg_desc(st + C::HALF_K), dv = wg_desc(st + 2 * C::HALF_K);
 
         float s[WB_BC / 8][4];
@@ -160,8 +154,7 @@ __global__ void __launch_bounds__(wb_cfg<WG, ST>::THREADS, 1)
 #pragma unroll
         for (int kk = 0; kk < WB_BC / 16; kk++)
             wg_hold(pa[kk]);
-        if (threadIdx.x % 128 == 0)
-            mb_arrive(&empty[j % ST]); /* this warpgroup is done with the stage */
+        bars.release(j);
     }
 
 #pragma unroll

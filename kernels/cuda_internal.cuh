@@ -82,7 +82,7 @@ typedef struct cuda_state {
     int fp8_outer_vec; /* probed at creation */
     int attn_rows_per_warp; /* 16 or 32: the flash kernel variant */
     int attn_wgmma;         /* 1: the sm_90a wgmma attention kernels (8-bit and bf16) run here (probed at creation) */
-    void *tmap_encode;      /* the driver's cuTensorMapEncodeTiled when attn_wgmma (the 8-bit kernel's bulk copies) */
+    void *tmap_encode;      /* the driver's cuTensorMapEncodeTiled when attn_wgmma (the Hopper attention kernels' bulk copies) */
     int recording;          /* 1 between record_begin and record_end (cuda_graph.cu) */
     cuda_plan *plans;  /* [CUDA_PLAN_CACHE] */
     int n_plans, next_plan;
