@@ -215,6 +215,7 @@ typedef struct rank_state {
     dit_text *text_c, *text_u;
     au_arena *job, *text_arena, *act;
     au_tensor x, v, v_u, v_pair;
+    au_tensor guide; /* [2] float32 {g, 1 - g} */
     float *host_v;
 } rank_state;
 
@@ -235,8 +236,7 @@ static int step_velocity(rank_state *s, bench_mode mode, int rank, au_err *err) 
         AU_TRY(dit_forward_sp(s->dit, s->act, &s->x, TIMESTEP, s->text_c, sp, &s->v, err));
         AU_TRY(dit_forward_sp(s->dit, s->act, &s->x, TIMESTEP, s->text_u, sp, &s->v_u, err));
     }
-    const float coef[2] = {GUIDANCE, 1.0f - GUIDANCE};
-    AU_TRY(be_lincomb(s->be, &s->v, 2, xs, coef, err));
+    AU_TRY(be_lincomb(s->be, &s->v, 2, xs, &s->guide, err));
     if (s->comm)
         AU_TRY(comm_wait(s->comm, err));
     AU_TRY(be_sync(s->be, err));
@@ -282,6 +282,10 @@ static int rank_setup(rank_state *s, const bench_run *br, int rank, int world, b
         AU_TRY(be_arena_tensor(s->job, AU_F32, 4, ps, &s->v_pair, err));
     AU_TRY(be_arena_tensor(s->job, AU_F32, 2, cs, &ctx_c, err));
     AU_TRY(be_arena_tensor(s->job, AU_F32, 2, cs, &ctx_u, err));
+    const int64_t two = 2;
+    const float g[2] = {GUIDANCE, 1.0f - GUIDANCE};
+    AU_TRY(be_arena_tensor(s->job, AU_F32, 1, &two, &s->guide, err));
+    AU_TRY(be_upload(s->be, &s->guide, g, err));
     AU_TRY(upload_random(s->be, &s->x, 11, 1.7320508f, err));
     AU_TRY(upload_random(s->be, &ctx_c, 12, 0.2f, err));
     AU_TRY(upload_random(s->be, &ctx_u, 13, 0.2f, err));

@@ -123,8 +123,10 @@ typedef struct au_backend_ops {
     int (*add_gated)(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_err *err);
     /* y = act(x); y may alias x. */
     int (*activate)(au_backend *be, au_tensor *y, const au_tensor *x, au_act act, au_err *err);
-    /* y = sum_i coef[i] * xs[i] (same numel); y may alias any xs[i]. */
-    int (*lincomb)(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const float *coef,
+    /* y = sum_i coef[i] * xs[i] (same numel); y may alias any xs[i]. coef is a float32 tensor
+     * of n values on this backend, read when the op runs: a recording of the op replays with
+     * the coefficients the tensor holds then (the sampler's per-step scalars). */
+    int (*lincomb)(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const au_tensor *coef,
                    au_err *err);
     int (*clamp)(au_backend *be, au_tensor *y, const au_tensor *x, float lo, float hi, au_err *err);
     /* dst = src with dtype conversion (same numel; f8 dst quantizes per row). */

@@ -97,6 +97,7 @@ int pipeline_open(au_pipeline **out, const char *model_dir, const au_pipeline_op
         rc = au_errf(err, AU_ENOMEM, "cannot create the job arenas");
         goto fail;
     }
+    replay_init(&p->steps, p->be);
     *out = p;
     return 0;
 fail:
@@ -108,6 +109,7 @@ fail:
 void pipeline_close(au_pipeline *p) {
     if (!p)
         return;
+    replay_clear(&p->steps); /* before the memory the recordings use */
     if (p->job)
         be_arena_destroy(p->job);
     if (p->t5_act)

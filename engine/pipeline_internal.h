@@ -7,6 +7,7 @@
 
 #include "model.h"
 #include "pipeline.h"
+#include "replay.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
@@ -19,6 +20,7 @@ struct au_pipeline {
     wan_dit *dit;
     wan_vae *vae;
     au_arena *job, *t5_act, *dit_act, *vae_act;
+    au_replay steps; /* recorded denoising steps (one rank), pipeline_ranked.c */
 };
 
 #endif

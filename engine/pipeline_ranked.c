@@ -8,8 +8,11 @@
  *   CFG      rank 0 the conditional branch, rank 1 the unconditional one; one all_gather
  *            of the two velocities ([2 C, F, H, W], rank order) per step, then both ranks
  *            combine and step the sampler with the same inputs, so their latents stay equal;
- *   ULYSSES  every rank runs both branches through dit_forward_sp on its slice of tokens
- *            and receives the whole velocity, so again all latents stay equal.
+ *   ULYSSES  every rank runs both branches as a sequence-parallel forward (dit_begin with
+ *            the comm) on its slice of tokens and receives the whole velocity, so again all
+ *            latents stay equal.
+ * On one rank a step's work is recorded once and replayed for every later step
+ * (engine/replay.h: one graph launch a step on CUDA); collectives are never recorded.
  * Agreement: after text encoding and after each step every rank adds its stop flag (cancel
  * or progress asked to stop) to an all_reduce_sum and waits for it, so all ranks stop at
  * the same step, and a dead peer surfaces there as AU_ECOMM at the latest.
@@ -25,6 +28,7 @@
 #include "comm.h"
 #include "philox.h"
 #include "pipeline_internal.h"
+#include "replay.h"
 #include "sampler.h"
 
 /* VAE strides: the latent of WxH and F frames is [16, (F-1)/4+1, H/8, W/8]. */
@@ -218,32 +222,72 @@ fail:
     return rc;
 }
 
-/* v = the guided velocity at timestep t for latent x. v_c and v_u are the branch outputs
- * this rank computes (NONE, ULYSSES: both; CFG: its own in v_c, the gathered pair in both). */
-static int velocity(au_pipeline *p, rank_job *rj, const au_gen_params *q, const au_tensor *x, float t,
-                    const dit_text *text_c, const dit_text *text_u, au_tensor *v, au_tensor *v_u,
-                    au_tensor *v_pair, au_err *err) {
-    au_comm *sp = rj->mode == AU_PARALLEL_ULYSSES ? rj->comm : NULL;
+/* The work of one denoising step once its host values are in (dit_begin, sampler_load): the
+ * velocity of each branch this rank computes, the guidance and the sampler update. On one rank
+ * it issues the same ops on the same memory at every step, so replay_run records it once and
+ * replays it for the others (one graph launch a step on CUDA). */
+typedef struct step_work {
+    au_pipeline *p;
+    rank_job *rj;
+    int cfg;                         /* guidance on: both branches */
+    const dit_text *text_c, *text_u; /* those this rank has */
+    au_tensor *x, *v;                /* latent, velocity */
+    au_tensor *v_u, *v_pair;         /* unconditional velocity (NONE, ULYSSES), both ranks' (CFG) */
+    const au_tensor *guide;          /* [2] float32 {g, 1 - g} */
+    au_sampler *smp;
+} step_work;
+
+static int step_ops(void *ctx, au_err *err) {
+    const step_work *w = ctx;
+    au_pipeline *p = w->p;
     int rc = 0;
-    if (!has_guidance(q))
-        return dit_forward_sp(p->dit, p->dit_act, x, t, text_c, sp, v, err);
-    const au_tensor *xs[2] = {v, v_u};
-    au_tensor cond, uncond;
-    if (rj->mode == AU_PARALLEL_CFG) {
-        /* this rank's branch into v, then [v_c; v_u] from both ranks */
-        AU_TRY(dit_forward_sp(p->dit, p->dit_act, x, t, rj->rank == 0 ? text_c : text_u, NULL, v, err));
-        AU_TRY(comm_all_gather(rj->comm, v_pair, v, err));
-        cond = au_view_rows(v_pair, 0, v->shape[0]);
-        uncond = au_view_rows(v_pair, v->shape[0], v->shape[0]);
-        xs[0] = &cond;
-        xs[1] = &uncond;
+    if (!w->cfg) {
+        AU_TRY(dit_run(p->dit, w->text_c, w->v, err));
     } else {
-        AU_TRY(dit_forward_sp(p->dit, p->dit_act, x, t, text_c, sp, v, err));
-        AU_TRY(dit_forward_sp(p->dit, p->dit_act, x, t, text_u, sp, v_u, err));
+        const au_tensor *xs[2] = {w->v, w->v_u};
+        au_tensor cond, uncond;
+        if (w->rj->mode == AU_PARALLEL_CFG) {
+            /* this rank's branch into v, then [v_c; v_u] from both ranks */
+            AU_TRY(dit_run(p->dit, w->rj->rank == 0 ? w->text_c : w->text_u, w->v, err));
+            AU_TRY(comm_all_gather(w->rj->comm, w->v_pair, w->v, err));
+            cond = au_view_rows(w->v_pair, 0, w->v->shape[0]);
+            uncond = au_view_rows(w->v_pair, w->v->shape[0], w->v->shape[0]);
+            xs[0] = &cond;
+            xs[1] = &uncond;
+        } else {
+            AU_TRY(dit_run(p->dit, w->text_c, w->v, err));
+            AU_TRY(dit_run(p->dit, w->text_u, w->v_u, err));
+        }
+        /* v = g v_c + (1 - g) v_u */
+        AU_TRY(be_lincomb(p->be, w->v, 2, xs, w->guide, err));
     }
-    /* v = g v_c + (1 - g) v_u */
-    const float coef[2] = {q->guidance_scale, 1.0f - q->guidance_scale};
-    AU_TRY(be_lincomb(p->be, v, 2, xs, coef, err));
+    AU_TRY(sampler_apply(w->smp, w->x, w->v, err));
+fail:
+    return rc;
+}
+
+/* What step_ops depends on (one rank): the branches and the memory of all it touches. */
+static uint64_t step_key(const step_work *w) {
+    uint64_t k = replay_key_i64(REPLAY_KEY0, w->cfg);
+    k = dit_run_key(w->p->dit, k, w->text_c, w->v);
+    if (w->cfg) {
+        k = dit_run_key(w->p->dit, k, w->text_u, w->v_u);
+        k = replay_key_ptr(k, w->guide->data);
+    }
+    return sampler_replay_key(w->smp, k);
+}
+
+/* Step i: its host values go in (the timestep's sinusoid, the sampler's coefficients), then
+ * its ops run, recorded on one rank (collectives are never recorded). */
+static int denoise_step(step_work *w, int i, au_err *err) {
+    au_pipeline *p = w->p;
+    au_comm *sp = w->rj->mode == AU_PARALLEL_ULYSSES ? w->rj->comm : NULL;
+    int rc = 0;
+    AU_TRY(dit_begin(p->dit, p->dit_act, w->x, sampler_timestep(w->smp, i), sp, err));
+    AU_TRY(sampler_load(w->smp, i, err));
+    if (w->rj->comm)
+        return step_ops(w, err);
+    return replay_run(&p->steps, step_key(w), step_ops, w, err);
 fail:
     return rc;
 }
@@ -297,13 +341,20 @@ static int generate(au_pipeline *p, const au_gen_params *params, rank_job *rj, a
         AU_TRY(be_arena_tensor(p->job, AU_F32, 4, pair_shape, &v_pair, err));
     AU_TRY(make_noise(p, &q, &x, err));
 
+    au_tensor guide = {0};
+    if (cfg) {
+        const int64_t two = 2;
+        const float g[2] = {q.guidance_scale, 1.0f - q.guidance_scale};
+        AU_TRY(be_arena_tensor(p->job, AU_F32, 1, &two, &guide, err));
+        AU_TRY(be_upload(be, &guide, g, err));
+    }
+
     au_sampler_kind kind;
     AU_TRY(sampler_kind_from_name(q.sampler, &kind));
     AU_TRY(sampler_create(&smp, be, p->job, kind, q.steps, q.shift, &x, err));
+    step_work work = {p, rj, cfg, text_c, text_u, &x, &v, &v_u, &v_pair, &guide, smp};
     for (int i = 0; i < q.steps; i++) {
-        float t = sampler_timestep(smp, i);
-        AU_TRY(velocity(p, rj, &q, &x, t, text_c, text_u, &v, &v_u, &v_pair, err));
-        AU_TRY(sampler_step(smp, i, &x, &v, err));
+        AU_TRY(denoise_step(&work, i, err));
         if (rj->comm)
             AU_TRY(comm_wait(rj->comm, err));
         AU_TRY(be_sync(be, err));

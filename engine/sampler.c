@@ -20,8 +20,17 @@
  * on the host in the official order of operations; the tensor results then differ
  * from the official torch code only by float32 rounding (1e-7 relative).
  *
- * Memory: UniPC keeps m in a ring of three latents (m_i in slot i % 3) and the last
- * sample, all from state_arena at create time.
+ * One op sequence for every step (so one recording serves them all): with m, m1, m2 the
+ * predictions m_i, m_{i-1}, m_{i-2} and the step's row c of coefficients,
+ *   m    = c0 x + c1 v
+ *   last = c2 last + c3 m1 + c4 m2 + c5 m + c6 x      (the corrector; step 0: last = x)
+ *   x    = c7 last + c8 m + c9 m1                      (the predictor)
+ *   m2 = m1, m1 = m
+ * the terms an order-1 step or step 0 does not have taking coefficient 0 (the history starts
+ * as zeros, so 0 times it is 0; x + 0 is x exactly). Euler is x = c0 x + c1 v. The rows of
+ * every step are computed at create time; sampler_load uploads one.
+ *
+ * Memory: m, m1, m2, last and the coefficient row, all from state_arena at create time.
  */
 #include "sampler.h"
 
@@ -30,19 +39,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "replay.h"
+
 #define N_TRAIN_TIMESTEPS 1000
+
+/* The coefficient row of a step (layout in the comment at the top). */
+enum { C_M = 0, C_LAST = 2, C_X = 7, N_COEF = 10 };
 
 struct au_sampler {
     au_backend *be;
     au_sampler_kind kind;
     int n_steps;
-    int64_t *timesteps; /* [n_steps] */
-    float *sigmas;      /* [n_steps + 1], sigmas[n_steps] = 0 */
-    au_tensor latent;   /* shape reference (no data) */
-    au_tensor m[3];     /* UniPC: x0 predictions, m_i in m[i % 3] */
-    au_tensor last;     /* UniPC: sample the previous predictor started from */
-    int next_step;
-    int prev_order;
+    int64_t *timesteps;  /* [n_steps] */
+    float *sigmas;       /* [n_steps + 1], sigmas[n_steps] = 0 */
+    float *coefs;        /* [n_steps][N_COEF] */
+    au_tensor latent;    /* shape reference (no data) */
+    au_tensor coef;      /* [N_COEF] float32: the loaded step's row */
+    au_tensor m, m1, m2; /* UniPC: x0 predictions m_i, m_{i-1}, m_{i-2} */
+    au_tensor last;      /* UniPC: sample the previous predictor started from */
+    int next_step;       /* the step sampler_load takes next */
 };
 
 int sampler_kind_from_name(const char *name, au_sampler_kind *out) {
@@ -91,84 +106,7 @@ static void make_schedule(int n, double shift, int64_t *timesteps, float *sigmas
     sigmas[n] = 0.0f;
 }
 
-int sampler_create(au_sampler **out, au_backend *be, au_arena *state_arena, au_sampler_kind kind, int n_steps,
-                   float shift, const au_tensor *latent_like, au_err *err) {
-    *out = NULL;
-    if (kind != AU_SAMPLER_UNIPC && kind != AU_SAMPLER_EULER)
-        return au_errf(err, AU_EINVAL, "sampler: unknown kind %d", (int)kind);
-    if (n_steps < 1)
-        return au_errf(err, AU_EINVAL, "sampler: steps must be >= 1, got %d", n_steps);
-    if (!(shift > 0.0f) || !isfinite(shift))
-        return au_errf(err, AU_EINVAL, "sampler: shift must be a finite number > 0, got %g", (double)shift);
-    if (latent_like->dtype != AU_F32)
-        return au_errf(err, AU_EINVAL, "sampler: latent must be f32, got %s", au_dtype_name(latent_like->dtype));
-
-    au_sampler *s = calloc(1, sizeof *s);
-    if (!s)
-        return au_errf(err, AU_ENOMEM, "sampler: out of host memory");
-    s->timesteps = malloc(sizeof *s->timesteps * (size_t)n_steps);
-    s->sigmas = malloc(sizeof *s->sigmas * ((size_t)n_steps + 1));
-    if (!s->timesteps || !s->sigmas) {
-        sampler_free(s);
-        return au_errf(err, AU_ENOMEM, "sampler: out of host memory for %d steps", n_steps);
-    }
-    s->be = be;
-    s->kind = kind;
-    s->n_steps = n_steps;
-    s->latent = au_tensor_make(AU_F32, NULL, latent_like->ndim, latent_like->shape);
-    make_schedule(n_steps, shift_decimal(shift), s->timesteps, s->sigmas);
-    for (int i = 0; i < n_steps; i++) {
-        /* UniPC divides by lambda differences: equal neighbours would be a 0/0. */
-        if (!(s->sigmas[i + 1] < s->sigmas[i])) {
-            sampler_free(s);
-            return au_errf(err, AU_EINVAL, "sampler: %d steps at shift %g give equal float32 sigmas at step %d",
-                           n_steps, (double)shift, i);
-        }
-    }
-    if (kind == AU_SAMPLER_UNIPC) {
-        for (int k = 0; k < 4; k++) {
-            au_tensor *t = k < 3 ? &s->m[k] : &s->last;
-            int rc = be_arena_tensor(state_arena, AU_F32, latent_like->ndim, latent_like->shape, t, err);
-            if (rc < 0) {
-                sampler_free(s);
-                return au_err_prefix(err, "sampler history");
-            }
-        }
-    }
-    *out = s;
-    return 0;
-}
-
-void sampler_free(au_sampler *s) {
-    if (!s)
-        return;
-    free(s->timesteps);
-    free(s->sigmas);
-    free(s);
-}
-
-int sampler_n_steps(const au_sampler *s) { return s->n_steps; }
-
-float sampler_timestep(const au_sampler *s, int step) {
-    if (step < 0 || step >= s->n_steps)
-        return NAN;
-    return (float)s->timesteps[step];
-}
-
-float sampler_sigma(const au_sampler *s, int i) {
-    if (i < 0 || i > s->n_steps)
-        return NAN;
-    return s->sigmas[i];
-}
-
 static float lambda_of(float sigma) { return logf(1.0f - sigma) - logf(sigma); }
-
-/* y = sum coef[k] * xs[k] through the backend. */
-static int lincomb(au_sampler *s, au_tensor *y, int n, const au_tensor *const *xs, const float *coef,
-                   au_err *err) {
-    int rc = be_lincomb(s->be, y, n, xs, coef, err);
-    return rc < 0 ? au_err_prefix(err, "sampler step %d", s->next_step) : 0;
-}
 
 /* Scalars shared by the predictor and the corrector for the interval s0 -> st. */
 typedef struct unipc_coef {
@@ -200,67 +138,150 @@ static void corrector_rho(const unipc_coef *c, float rk, float rho[2]) {
     rho[1] = (float)(((double)b1 - (double)rk * b0) / det);
 }
 
-/* last <- corrected x_i from last, m_{i-1}, m_{i-2} (order 2 only) and m_i. */
-static int unipc_correct(au_sampler *s, int i, au_err *err) {
-    const float *sig = s->sigmas;
-    unipc_coef c = unipc_interval(sig[i - 1], sig[i]);
-    const au_tensor *m_t = &s->m[i % 3], *m0 = &s->m[(i + 2) % 3];
-    if (s->prev_order == 1) {
-        /* base - a_b * 0.5 (m_t - m0) */
-        const au_tensor *xs[3] = {&s->last, m0, m_t};
-        float half = c.a_b * 0.5f;
-        const float coef[3] = {c.ratio, -c.a_b + half, -half};
-        return lincomb(s, &s->last, 3, xs, coef, err);
-    }
-    const au_tensor *m1 = &s->m[(i + 1) % 3]; /* m_{i-2} */
-    float rk = (lambda_of(sig[i - 2]) - lambda_of(sig[i - 1])) / c.h;
-    float rho[2];
-    corrector_rho(&c, rk, rho);
-    /* base - a_b (rho0 (m1 - m0) / rk + rho1 (m_t - m0)) */
-    float k1 = c.a_b * rho[0] / rk, kt = c.a_b * rho[1];
-    const au_tensor *xs[4] = {&s->last, m0, m1, m_t};
-    const float coef[4] = {c.ratio, -c.a_b + k1 + kt, -k1, -kt};
-    return lincomb(s, &s->last, 4, xs, coef, err);
-}
-
-/* x <- x_{i+1} from last (= x_i after correction), m_i and m_{i-1} (order 2). */
-static int unipc_predict(au_sampler *s, int i, int order, au_tensor *x, au_err *err) {
-    const float *sig = s->sigmas;
-    unipc_coef c = unipc_interval(sig[i], sig[i + 1]);
-    const au_tensor *m0 = &s->m[i % 3];
-    if (order == 1) {
-        const au_tensor *xs[2] = {&s->last, m0};
-        const float coef[2] = {c.ratio, -c.a_b};
-        return lincomb(s, x, 2, xs, coef, err);
-    }
-    const au_tensor *m1 = &s->m[(i + 2) % 3]; /* m_{i-1} */
-    float rk = (lambda_of(sig[i - 1]) - lambda_of(sig[i])) / c.h;
-    /* base - a_b * 0.5 (m1 - m0) / rk */
-    float k1 = c.a_b * 0.5f / rk;
-    const au_tensor *xs[3] = {&s->last, m0, m1};
-    const float coef[3] = {c.ratio, -c.a_b + k1, -k1};
-    return lincomb(s, x, 3, xs, coef, err);
-}
-
-static int unipc_step(au_sampler *s, int i, au_tensor *x, const au_tensor *v, au_err *err) {
-    int rc;
-    const au_tensor *xv[2] = {x, v};
-    const float conv[2] = {1.0f, -s->sigmas[i]};
-    if ((rc = lincomb(s, &s->m[i % 3], 2, xv, conv, err)) < 0)
-        return rc;
-    if (i > 0)
-        rc = unipc_correct(s, i, err);
-    else
-        rc = be_copy(s->be, &s->last, x, err) < 0 ? au_err_prefix(err, "sampler step 0") : 0;
-    if (rc < 0)
-        return rc;
+/* Order of the predictor of step i of n: 2, but 1 on the first step (warm-up) and the last
+ * (lower_order_final). */
+static int unipc_order(int n, int i) {
     int order = 2;
-    if (s->n_steps - i < order)
-        order = s->n_steps - i;
+    if (n - i < order)
+        order = n - i;
     if (i + 1 < order)
         order = i + 1;
-    s->prev_order = order;
-    return unipc_predict(s, i, order, x, err);
+    return order;
+}
+
+/* c [5] (zeroed) for last = c0 last + c1 m_{i-1} + c2 m_{i-2} + c3 m_i + c4 x: the corrected x_i
+ * after a predictor of order q; on step 0 last = x. */
+static void unipc_correct_coef(const float *sig, int i, int q, float *c) {
+    if (i == 0) {
+        c[4] = 1.0f;
+        return;
+    }
+    unipc_coef k = unipc_interval(sig[i - 1], sig[i]);
+    if (q == 1) { /* base - a_b * 0.5 (m_i - m_{i-1}) */
+        float half = k.a_b * 0.5f;
+        c[0] = k.ratio;
+        c[1] = -k.a_b + half;
+        c[3] = -half;
+        return;
+    }
+    float rk = (lambda_of(sig[i - 2]) - lambda_of(sig[i - 1])) / k.h;
+    float rho[2];
+    corrector_rho(&k, rk, rho);
+    /* base - a_b (rho0 (m_{i-2} - m_{i-1}) / rk + rho1 (m_i - m_{i-1})) */
+    float k1 = k.a_b * rho[0] / rk, kt = k.a_b * rho[1];
+    c[0] = k.ratio;
+    c[1] = -k.a_b + k1 + kt;
+    c[2] = -k1;
+    c[3] = -kt;
+}
+
+/* c [3] (zeroed) for x_{i+1} = c0 last + c1 m_i + c2 m_{i-1}, last being the corrected x_i. */
+static void unipc_predict_coef(const float *sig, int i, int order, float *c) {
+    unipc_coef k = unipc_interval(sig[i], sig[i + 1]);
+    c[0] = k.ratio;
+    if (order == 1) {
+        c[1] = -k.a_b;
+        return;
+    }
+    /* base - a_b * 0.5 (m_{i-1} - m_i) / rk */
+    float rk = (lambda_of(sig[i - 1]) - lambda_of(sig[i])) / k.h;
+    float k1 = k.a_b * 0.5f / rk;
+    c[1] = -k.a_b + k1;
+    c[2] = -k1;
+}
+
+/* Every step's coefficient row into s->coefs (zeroed). */
+static void make_coefs(au_sampler *s) {
+    const float *sig = s->sigmas;
+    for (int i = 0; i < s->n_steps; i++) {
+        float *c = s->coefs + (size_t)i * N_COEF;
+        if (s->kind == AU_SAMPLER_EULER) {
+            c[0] = 1.0f;
+            c[1] = sig[i + 1] - sig[i];
+            continue;
+        }
+        c[C_M] = 1.0f;
+        c[C_M + 1] = -sig[i];
+        unipc_correct_coef(sig, i, i > 0 ? unipc_order(s->n_steps, i - 1) : 0, c + C_LAST);
+        unipc_predict_coef(sig, i, unipc_order(s->n_steps, i), c + C_X);
+    }
+}
+
+int sampler_create(au_sampler **out, au_backend *be, au_arena *state_arena, au_sampler_kind kind, int n_steps,
+                   float shift, const au_tensor *latent_like, au_err *err) {
+    *out = NULL;
+    if (kind != AU_SAMPLER_UNIPC && kind != AU_SAMPLER_EULER)
+        return au_errf(err, AU_EINVAL, "sampler: unknown kind %d", (int)kind);
+    if (n_steps < 1)
+        return au_errf(err, AU_EINVAL, "sampler: steps must be >= 1, got %d", n_steps);
+    if (!(shift > 0.0f) || !isfinite(shift))
+        return au_errf(err, AU_EINVAL, "sampler: shift must be a finite number > 0, got %g", (double)shift);
+    if (latent_like->dtype != AU_F32)
+        return au_errf(err, AU_EINVAL, "sampler: latent must be f32, got %s", au_dtype_name(latent_like->dtype));
+
+    au_sampler *s = calloc(1, sizeof *s);
+    if (!s)
+        return au_errf(err, AU_ENOMEM, "sampler: out of host memory");
+    s->timesteps = malloc(sizeof *s->timesteps * (size_t)n_steps);
+    s->sigmas = malloc(sizeof *s->sigmas * ((size_t)n_steps + 1));
+    s->coefs = calloc((size_t)n_steps * N_COEF, sizeof *s->coefs);
+    if (!s->timesteps || !s->sigmas || !s->coefs) {
+        sampler_free(s);
+        return au_errf(err, AU_ENOMEM, "sampler: out of host memory for %d steps", n_steps);
+    }
+    s->be = be;
+    s->kind = kind;
+    s->n_steps = n_steps;
+    s->latent = au_tensor_make(AU_F32, NULL, latent_like->ndim, latent_like->shape);
+    make_schedule(n_steps, shift_decimal(shift), s->timesteps, s->sigmas);
+    for (int i = 0; i < n_steps; i++) {
+        /* UniPC divides by lambda differences: equal neighbours would be a 0/0. */
+        if (!(s->sigmas[i + 1] < s->sigmas[i])) {
+            sampler_free(s);
+            return au_errf(err, AU_EINVAL, "sampler: %d steps at shift %g give equal float32 sigmas at step %d",
+                           n_steps, (double)shift, i);
+        }
+    }
+    make_coefs(s);
+    const int64_t n_coef = N_COEF;
+    int rc = be_arena_tensor(state_arena, AU_F32, 1, &n_coef, &s->coef, err);
+    if (kind == AU_SAMPLER_UNIPC) {
+        au_tensor *hist[4] = {&s->m, &s->m1, &s->m2, &s->last};
+        for (int k = 0; k < 4 && rc == 0; k++) {
+            rc = be_arena_tensor(state_arena, AU_F32, latent_like->ndim, latent_like->shape, hist[k], err);
+            if (rc == 0 && k > 0) /* read (times 0) before the first write */
+                rc = be_fill(be, hist[k], 0.0f, err);
+        }
+    }
+    if (rc < 0) {
+        sampler_free(s);
+        return au_err_prefix(err, "sampler state");
+    }
+    *out = s;
+    return 0;
+}
+
+void sampler_free(au_sampler *s) {
+    if (!s)
+        return;
+    free(s->timesteps);
+    free(s->sigmas);
+    free(s->coefs);
+    free(s);
+}
+
+int sampler_n_steps(const au_sampler *s) { return s->n_steps; }
+
+float sampler_timestep(const au_sampler *s, int step) {
+    if (step < 0 || step >= s->n_steps)
+        return NAN;
+    return (float)s->timesteps[step];
+}
+
+float sampler_sigma(const au_sampler *s, int i) {
+    if (i < 0 || i > s->n_steps)
+        return NAN;
+    return s->sigmas[i];
 }
 
 static int check_latent(const au_sampler *s, const char *what, const au_tensor *t, au_err *err) {
@@ -271,22 +292,61 @@ static int check_latent(const au_sampler *s, const char *what, const au_tensor *
                    au_shape_str(&s->latent, want, sizeof want), au_shape_str(t, got, sizeof got));
 }
 
-int sampler_step(au_sampler *s, int step, au_tensor *x, const au_tensor *v, au_err *err) {
+int sampler_load(au_sampler *s, int step, au_err *err) {
     if (step != s->next_step || step >= s->n_steps)
         return au_errf(err, AU_ECONFLICT, "sampler: step %d called, expected step %d of %d", step, s->next_step,
                        s->n_steps);
+    if (be_upload(s->be, &s->coef, s->coefs + (size_t)step * N_COEF, err) < 0)
+        return au_err_prefix(err, "sampler step %d", step);
+    s->next_step++;
+    return 0;
+}
+
+/* y = sum of xs[k] times the loaded coefficients c0.. c0 + n - 1. */
+static int lincomb(au_sampler *s, au_tensor *y, int n, const au_tensor *const *xs, int c0, au_err *err) {
+    const au_tensor c = au_view_rows(&s->coef, c0, n);
+    return be_lincomb(s->be, y, n, xs, &c, err);
+}
+
+static int unipc_apply(au_sampler *s, au_tensor *x, const au_tensor *v, au_err *err) {
+    const au_tensor *pred[2] = {x, v};
+    const au_tensor *corr[5] = {&s->last, &s->m1, &s->m2, &s->m, x};
+    const au_tensor *next[3] = {&s->last, &s->m, &s->m1};
     int rc;
+    if ((rc = lincomb(s, &s->m, 2, pred, C_M, err)) < 0 || (rc = lincomb(s, &s->last, 5, corr, C_LAST, err)) < 0 ||
+        (rc = lincomb(s, x, 3, next, C_X, err)) < 0 || (rc = be_copy(s->be, &s->m2, &s->m1, err)) < 0 ||
+        (rc = be_copy(s->be, &s->m1, &s->m, err)) < 0)
+        return rc;
+    return 0;
+}
+
+int sampler_apply(au_sampler *s, au_tensor *x, const au_tensor *v, au_err *err) {
+    int rc;
+    if (s->next_step == 0)
+        return au_errf(err, AU_ECONFLICT, "sampler: no step loaded");
     if ((rc = check_latent(s, "x", x, err)) < 0 || (rc = check_latent(s, "v", v, err)) < 0)
         return rc;
     if (s->kind == AU_SAMPLER_EULER) {
         const au_tensor *xs[2] = {x, v};
-        const float coef[2] = {1.0f, s->sigmas[step + 1] - s->sigmas[step]};
-        rc = lincomb(s, x, 2, xs, coef, err);
+        rc = lincomb(s, x, 2, xs, C_M, err);
     } else {
-        rc = unipc_step(s, step, x, v, err);
+        rc = unipc_apply(s, x, v, err);
     }
-    if (rc < 0)
+    return rc < 0 ? au_err_prefix(err, "sampler step %d", s->next_step - 1) : 0;
+}
+
+int sampler_step(au_sampler *s, int step, au_tensor *x, const au_tensor *v, au_err *err) {
+    int rc;
+    if ((rc = check_latent(s, "x", x, err)) < 0 || (rc = check_latent(s, "v", v, err)) < 0 ||
+        (rc = sampler_load(s, step, err)) < 0)
         return rc;
-    s->next_step++;
-    return 0;
+    return sampler_apply(s, x, v, err);
+}
+
+uint64_t sampler_replay_key(const au_sampler *s, uint64_t key) {
+    key = replay_key_i64(key, s->kind);
+    const au_tensor *ts[5] = {&s->coef, &s->m, &s->m1, &s->m2, &s->last};
+    for (int i = 0; i < 5; i++)
+        key = replay_key_ptr(key, ts[i]->data);
+    return key;
 }

@@ -16,8 +16,10 @@
  *   (warm-up and lower_order_final); the last step lands on x_n = m_{n-1}. The formulas are
  *   at the top of sampler.c and in tools/reference/sampler_ref.py (its Python twin).
  * All tensor maths is through backend ops (be_lincomb, be_copy), so it runs on any backend;
- * the history (up to three x0 predictions and the last sample) comes from state_arena at
- * create time, so a step allocates nothing.
+ * the history (the last three x0 predictions and the last sample) and the step's coefficients
+ * come from state_arena at create time, so a step allocates nothing. Every step issues the
+ * same ops on the same memory (terms a step does not use get coefficient 0), so a caller can
+ * record one step and replay it for all the others (engine/replay.h).
  */
 #ifndef AU_SAMPLER_H
 #define AU_SAMPLER_H
@@ -45,7 +47,18 @@ float sampler_timestep(const au_sampler *s, int step);
 float sampler_sigma(const au_sampler *s, int i);
 
 /* x <- next latent, given the model's velocity v at step `step` (steps called in order
- * 0..n-1); x and v float32 of the latent shape, on the sampler's backend. */
+ * 0..n-1); x and v float32 of the latent shape, on the sampler's backend.
+ * Same as sampler_load(s, step) then sampler_apply(s, x, v). */
 int sampler_step(au_sampler *s, int step, au_tensor *x, const au_tensor *v, au_err *err);
+
+/* The two halves of a step, for a caller that records it. sampler_load uploads the step's
+ * coefficients, the step's only host values (steps loaded in order 0..n-1, each once);
+ * sampler_apply then issues the update's ops, which read them from backend memory and
+ * change no host state, so a recording of it serves every step. */
+int sampler_load(au_sampler *s, int step, au_err *err);
+int sampler_apply(au_sampler *s, au_tensor *x, const au_tensor *v, au_err *err);
+
+/* key mixed with what sampler_apply's ops depend on (kind and memory), for a replay key. */
+uint64_t sampler_replay_key(const au_sampler *s, uint64_t key);
 
 #endif

@@ -66,33 +66,6 @@ typedef struct dit_block {
     au_tensor modulation;           /* [6, D] float32 (file: [1, 6, D]) */
 } dit_block;
 
-struct wan_dit {
-    au_backend *be;
-    dit_config cfg;
-    au_arena *weights;
-    dit_linear patch;               /* w viewed as [D, in_dim*pt*ph*pw] */
-    dit_linear text0, text2;        /* [D, text_dim], [D, D] */
-    dit_linear time0, time2, tproj; /* [D, freq_dim], [D, D], [6D, D], float32 */
-    dit_linear head;                /* [out_dim*pt*ph*pw, D], float32 */
-    au_tensor head_mod;             /* [2, D] float32 (file: [1, 2, D]) */
-    dit_block *blocks;
-    float *host_sinusoid;           /* [freq_dim], reused every forward */
-    /* RoPE table of the last grid, [N, hd/2, 2] float32, in its own arena. */
-    au_arena *rope_arena;
-    au_tensor rope;
-    int rope_grid[3];
-    au_replay replay; /* recorded forwards (one rank): engine/replay.h */
-};
-
-struct dit_text {
-    const wan_dit *owner;
-    const au_arena *arena; /* where k and v live */
-    int n_layers;
-    int64_t pad_copies;    /* how many text_len rows the last row stands for (1: no padding) */
-    au_tensor kv[];        /* 2 per block: K [rows, D] (RMS-normed), V [rows, D]; rows = L, or
-                            * L + 1 with the padding row last */
-};
-
 /* Activations of one forward, all taken from the act arena before any op runs.
  * N is every token, n this rank's rows (N/P; n = N on one rank). */
 typedef struct dit_plan {
@@ -122,6 +95,39 @@ typedef struct dit_plan {
     au_tensor attn_act;              /* [n, D] act: o back in token rows, when gemm_in is another dtype */
     au_tensor head_all;              /* [N, out_dim*pt*ph*pw] float32: every rank's head rows */
 } dit_plan;
+
+struct wan_dit {
+    au_backend *be;
+    dit_config cfg;
+    au_arena *weights;
+    dit_linear patch;               /* w viewed as [D, in_dim*pt*ph*pw] */
+    dit_linear text0, text2;        /* [D, text_dim], [D, D] */
+    dit_linear time0, time2, tproj; /* [D, freq_dim], [D, D], [6D, D], float32 */
+    dit_linear head;                /* [out_dim*pt*ph*pw, D], float32 */
+    au_tensor head_mod;             /* [2, D] float32 (file: [1, 2, D]) */
+    dit_block *blocks;
+    float *host_sinusoid;           /* [freq_dim], reused every forward */
+    /* RoPE table of the last grid, [N, hd/2, 2] float32, in its own arena. */
+    au_arena *rope_arena;
+    au_tensor rope;
+    int rope_grid[3];
+    au_replay replay; /* recorded forwards (one rank): engine/replay.h */
+    /* the forward dit_begin prepared, which dit_run issues */
+    au_arena *plan_act; /* NULL until dit_begin */
+    dit_plan plan;
+    au_tensor plan_x;
+    int64_t plan_row0;
+};
+
+struct dit_text {
+    const wan_dit *owner;
+    const au_arena *arena; /* where k and v live */
+    int n_layers;
+    int64_t pad_copies;    /* how many text_len rows the last row stands for (1: no padding) */
+    au_tensor kv[];        /* 2 per block: K [rows, D] (RMS-normed), V [rows, D]; rows = L, or
+                            * L + 1 with the padding row last */
+};
+
 
 /* Run expr; on failure prefix the error with what and jump to fail. */
 #define DIT_TRY(expr, ...)                                                                         \
@@ -650,10 +656,9 @@ fail:
     return rc;
 }
 
-static int dit_check_io(const wan_dit *d, const au_arena *act, const au_tensor *x, const dit_text *text,
-                        const au_tensor *out, au_err *err) {
+static int dit_check_input(const wan_dit *d, const au_arena *act, const au_tensor *x, au_err *err) {
     const dit_config *c = &d->cfg;
-    char bx[96], bo[96];
+    char bx[96];
     if (x->dtype != AU_F32 || x->ndim != 4 || x->shape[0] != c->in_dim)
         return au_errf(err, AU_EINVAL, "dit: x %s, expected [%d, F, H, W] f32", au_shape_str(x, bx, sizeof bx),
                        c->in_dim);
@@ -661,6 +666,15 @@ static int dit_check_io(const wan_dit *d, const au_arena *act, const au_tensor *
         if (x->shape[1 + i] <= 0 || x->shape[1 + i] % c->patch[i] != 0)
             return au_errf(err, AU_EINVAL, "dit: x %s: F, H, W must be positive multiples of the patch %dx%dx%d",
                            au_shape_str(x, bx, sizeof bx), c->patch[0], c->patch[1], c->patch[2]);
+    if (be_arena_backend(act) != d->be)
+        return au_errf(err, AU_EINVAL, "dit: activation arena belongs to another backend");
+    return 0;
+}
+
+static int dit_check_output(const wan_dit *d, const au_arena *act, const au_tensor *x, const dit_text *text,
+                            const au_tensor *out, au_err *err) {
+    const dit_config *c = &d->cfg;
+    char bo[96];
     if (out->dtype != AU_F32 || out->ndim != 4 || out->shape[0] != c->out_dim || out->shape[1] != x->shape[1] ||
         out->shape[2] != x->shape[2] || out->shape[3] != x->shape[3])
         return au_errf(err, AU_EINVAL, "dit: out %s, expected [%d, %lld, %lld, %lld] f32",
@@ -668,8 +682,6 @@ static int dit_check_io(const wan_dit *d, const au_arena *act, const au_tensor *
                        (long long)x->shape[2], (long long)x->shape[3]);
     if (!text || text->owner != d || text->n_layers != c->num_layers)
         return au_errf(err, AU_EINVAL, "dit: text conditioning was not prepared by this model");
-    if (be_arena_backend(act) != d->be)
-        return au_errf(err, AU_EINVAL, "dit: activation arena belongs to another backend");
     if (text->arena == act)
         return au_errf(err, AU_EINVAL, "dit: text conditioning lives in the activation arena, which forward resets");
     return 0;
@@ -690,62 +702,32 @@ static int dit_check_split(const wan_dit *d, const au_comm *comm, int64_t n_tok,
     return 0;
 }
 
-/* Everything of a forward after the sinusoid upload: the unit replay_run records. */
-typedef struct dit_run_ctx {
-    wan_dit *d;
-    dit_plan *p;
-    const au_tensor *x;
-    int64_t row0;
-    const dit_text *text;
-    au_tensor *out;
-} dit_run_ctx;
-
-static int dit_run(void *ctx, au_err *err) {
-    const dit_run_ctx *r = ctx;
-    wan_dit *d = r->d;
+/* Every op of the forward dit_begin prepared, for text into out. */
+static int dit_run_ops(wan_dit *d, const dit_text *text, au_tensor *out, au_err *err) {
+    dit_plan *p = &d->plan;
     int rc = 0;
-    AU_TRY(dit_time_embed(d, r->p, err));
-    AU_TRY(dit_patch_embed(d, r->x, r->row0, r->p, err));
+    AU_TRY(dit_time_embed(d, p, err));
+    AU_TRY(dit_patch_embed(d, &d->plan_x, d->plan_row0, p, err));
     if (d->cfg.num_layers > 0) { /* block 0's h; each block makes the next one's */
-        AU_TRY(dit_block_modulation(d, 0, r->p, err));
-        const au_tensor m0 = dit_row(&r->p->mod[0], 0), m1 = dit_row(&r->p->mod[0], 1);
-        if ((rc = be_layernorm(d->be, &r->p->h, &r->p->x, NULL, NULL, &m0, &m1, d->cfg.eps, err)) < 0)
+        AU_TRY(dit_block_modulation(d, 0, p, err));
+        const au_tensor m0 = dit_row(&p->mod[0], 0), m1 = dit_row(&p->mod[0], 1);
+        if ((rc = be_layernorm(d->be, &p->h, &p->x, NULL, NULL, &m0, &m1, d->cfg.eps, err)) < 0)
             return au_err_prefix(err, "block 0: norm1");
     }
     for (int i = 0; i < d->cfg.num_layers; i++) {
-        rc = dit_block_forward(d, i, r->p, r->text, err);
+        rc = dit_block_forward(d, i, p, text, err);
         if (rc < 0)
             return au_err_prefix(err, "block %d", i);
     }
-    AU_TRY(dit_head_forward(d, r->p, r->out, err));
+    AU_TRY(dit_head_forward(d, p, out, err));
 fail:
     return rc;
 }
 
-/* What a recorded forward depends on besides the weights: the memory of its input, output,
- * activations (the arena's layout follows from the shapes and its first address), RoPE table
- * and text conditioning (its memory, rows and padding count). */
-static uint64_t dit_replay_key(const wan_dit *d, const dit_plan *p, const au_tensor *x, const dit_text *text,
-                               const au_tensor *out) {
-    uint64_t k = REPLAY_KEY0;
-    k = replay_key_ptr(k, x->data);
-    k = replay_key_ptr(k, out->data);
-    for (int i = 0; i < x->ndim; i++)
-        k = replay_key_i64(k, x->shape[i]);
-    k = replay_key_ptr(k, p->sinus.data);
-    k = replay_key_ptr(k, p->head_out.data);
-    k = replay_key_ptr(k, d->rope.data);
-    for (int i = 0; i < 2 * text->n_layers; i++)
-        k = replay_key_ptr(k, text->kv[i].data);
-    k = replay_key_i64(k, text->n_layers > 0 ? text->kv[0].shape[0] : 0);
-    k = replay_key_i64(k, text->pad_copies);
-    return k;
-}
-
-int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
-                   au_comm *comm, au_tensor *out, au_err *err) {
+int dit_begin(wan_dit *d, au_arena *act, const au_tensor *x, float t, au_comm *comm, au_err *err) {
     const dit_config *c = &d->cfg;
-    int rc = dit_check_io(d, act, x, text, out, err);
+    d->plan_act = NULL;
+    int rc = dit_check_input(d, act, x, err);
     if (rc < 0)
         return rc;
     const int grid[3] = {(int)(x->shape[1] / c->patch[0]), (int)(x->shape[2] / c->patch[1]),
@@ -754,36 +736,88 @@ int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const
     if ((rc = dit_check_split(d, comm, n_tok, err)) < 0)
         return rc;
     const int world = comm ? comm->world : 1;
-    const int64_t n_loc = n_tok / world, row0 = (comm ? comm->rank : 0) * n_loc;
-    dit_plan p;
-    memset(&p, 0, sizeof p);
-    p.comm = comm;
-    p.world = world;
+    const int64_t n_loc = n_tok / world;
+    dit_plan *p = &d->plan;
+    memset(p, 0, sizeof *p);
+    p->comm = comm;
+    p->world = world;
     /* Plan first. If the arena had to grow, plan again after a reset, which merges
      * its chunks into one: the next forward of these shapes then allocates nothing. */
     be_arena_reset(act);
     uint64_t chunks = be_arena_chunk_allocs(act);
-    AU_TRY(dit_plan_alloc(d, act, n_tok, n_loc, world, &p, err));
+    AU_TRY(dit_plan_alloc(d, act, n_tok, n_loc, world, p, err));
     if (be_arena_chunk_allocs(act) != chunks) {
         be_arena_reset(act);
-        AU_TRY(dit_plan_alloc(d, act, n_tok, n_loc, world, &p, err));
+        AU_TRY(dit_plan_alloc(d, act, n_tok, n_loc, world, p, err));
     }
     AU_TRY(dit_rope_ensure(d, grid, err));
-    p.rope = au_view_rows(&d->rope, row0, n_loc);
+    d->plan_row0 = (comm ? comm->rank : 0) * n_loc;
+    p->rope = au_view_rows(&d->rope, d->plan_row0, n_loc);
     /* the one host value of the forward goes in before the (possibly recorded) ops */
     dit_time_sinusoid(d->host_sinusoid, c->freq_dim, (double)t);
-    if ((rc = be_upload(d->be, &p.sinus, d->host_sinusoid, err)) < 0) {
+    if ((rc = be_upload(d->be, &p->sinus, d->host_sinusoid, err)) < 0) {
         au_err_prefix(err, "time: upload sinusoid");
         goto fail;
     }
-    dit_run_ctx run = {d, &p, x, row0, text, out};
-    if (comm) /* the collectives run on their own stream or the host: never recorded */
-        AU_TRY(dit_run(&run, err));
-    else
-        AU_TRY(replay_run(&d->replay, dit_replay_key(d, &p, x, text, out), dit_run, &run, err));
+    d->plan_x = *x;
+    d->plan_act = act;
     return 0;
 fail:
     return au_err_prefix(err, "dit forward");
+}
+
+int dit_run(wan_dit *d, const dit_text *text, au_tensor *out, au_err *err) {
+    if (!d->plan_act)
+        return au_errf(err, AU_ECONFLICT, "dit: no forward begun (dit_begin)");
+    int rc = dit_check_output(d, d->plan_act, &d->plan_x, text, out, err);
+    if (rc < 0 || (rc = dit_run_ops(d, text, out, err)) < 0)
+        return au_err_prefix(err, "dit forward");
+    return 0;
+}
+
+/* What the ops of dit_run depend on besides the weights: the memory of its input, output,
+ * activations (the arena's layout follows from the shapes and its first address), RoPE table
+ * and text conditioning (its memory, rows and padding count). */
+uint64_t dit_run_key(const wan_dit *d, uint64_t key, const dit_text *text, const au_tensor *out) {
+    const dit_plan *p = &d->plan;
+    if (!text) /* dit_run refuses it */
+        return key;
+    key = replay_key_ptr(key, d->plan_x.data);
+    key = replay_key_ptr(key, out->data);
+    for (int i = 0; i < d->plan_x.ndim; i++)
+        key = replay_key_i64(key, d->plan_x.shape[i]);
+    key = replay_key_ptr(key, p->sinus.data);
+    key = replay_key_ptr(key, p->head_out.data);
+    key = replay_key_ptr(key, d->rope.data);
+    for (int i = 0; i < 2 * text->n_layers; i++)
+        key = replay_key_ptr(key, text->kv[i].data);
+    key = replay_key_i64(key, text->n_layers > 0 ? text->kv[0].shape[0] : 0);
+    return replay_key_i64(key, text->pad_copies);
+}
+
+/* dit_run as the unit replay_run records. */
+typedef struct dit_run_ctx {
+    wan_dit *d;
+    const dit_text *text;
+    au_tensor *out;
+} dit_run_ctx;
+
+static int dit_run_recordable(void *ctx, au_err *err) {
+    const dit_run_ctx *r = ctx;
+    return dit_run(r->d, r->text, r->out, err);
+}
+
+int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
+                   au_comm *comm, au_tensor *out, au_err *err) {
+    int rc = dit_begin(d, act, x, t, comm, err);
+    if (rc < 0)
+        return rc;
+    if (comm) /* the collectives run on their own stream or the host: never recorded */
+        return dit_run(d, text, out, err);
+    if ((rc = dit_check_output(d, act, x, text, out, err)) < 0)
+        return au_err_prefix(err, "dit forward");
+    dit_run_ctx run = {d, text, out};
+    return replay_run(&d->replay, dit_run_key(d, REPLAY_KEY0, text, out), dit_run_recordable, &run, err);
 }
 
 int dit_forward(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text, au_tensor *out,

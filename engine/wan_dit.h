@@ -76,6 +76,18 @@ typedef struct au_comm au_comm;
 int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const dit_text *text,
                    au_comm *comm, au_tensor *out, au_err *err);
 
+/* A forward in two halves, for a caller that records more than one forward as one unit (the
+ * pipeline's denoising step: both CFG branches, the guidance and the sampler update, one
+ * graph). dit_begin checks x, plans the activations in act (reset first) and uploads t's
+ * sinusoid, the forward's only host value; dit_run then issues the forward's ops for a text
+ * into out, reading nothing from the host, as often as wanted until the next dit_begin or
+ * another use of act (x must keep its memory and shape meanwhile). dit_forward_sp is the two,
+ * with dit_run recorded by the model's own replay slots. dit_run_key mixes into key what
+ * dit_run's ops depend on (the memory of x, out, act, the RoPE table and the text). */
+int dit_begin(wan_dit *d, au_arena *act, const au_tensor *x, float t, au_comm *comm, au_err *err);
+int dit_run(wan_dit *d, const dit_text *text, au_tensor *out, au_err *err);
+uint64_t dit_run_key(const wan_dit *d, uint64_t key, const dit_text *text, const au_tensor *out);
+
 /* The sinusoidal embedding of timestep t: dim/2 cosines then dim/2 sines of
  * t * 10000^(-i/(dim/2)), computed in float64 and stored as float32 into emb [dim]. */
 void dit_time_sinusoid(float *emb, int dim, double t);

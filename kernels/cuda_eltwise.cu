@@ -233,7 +233,7 @@ int cuda_clamp(au_backend *be, au_tensor *y, const au_tensor *x, float lo, float
 namespace {
 struct lincomb_fn {
     cu_ref xs[LINCOMB_MAX];
-    float coef[LINCOMB_MAX];
+    const float *coef; /* device memory, read at run time (backend.h) */
     int n;
     __device__ float operator()(int64_t i) const {
         float acc = coef[0] * cu_load(xs[0], i);
@@ -244,23 +244,25 @@ struct lincomb_fn {
 };
 } // namespace
 
-int cuda_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const float *coef, au_err *err) {
+int cuda_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const au_tensor *coef,
+                 au_err *err) {
     const char *op = "lincomb";
     TRY_RC(cuda_check_writable(op, "y", y, 1, err));
     if (n < 1 || !xs || !coef)
         return au_errf(err, AU_EINVAL, "%s: need n >= 1 inputs and coefficients (n = %d)", op, n);
     if (n > LINCOMB_MAX)
         return au_errf(err, AU_EUNSUPPORTED, "%s: %d inputs, at most %d in one call", op, n, LINCOMB_MAX);
+    TRY_RC(cuda_check_vec(op, "coef", coef, n, err));
     lincomb_fn f;
     memset(&f, 0, sizeof f);
     f.n = n;
+    f.coef = (const float *)coef->data;
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "xs[%d]", i);
         TRY_RC(cuda_check_readable(op, name, xs[i], err));
         TRY_RC(cuda_check_numel(op, "y", y, name, xs[i], err));
         f.xs[i] = cu_ref_of(xs[i]);
-        f.coef[i] = coef[i];
     }
     return cu_map(cuda_of(be), f, y, op, err);
 }

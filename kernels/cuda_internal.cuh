@@ -294,7 +294,8 @@ int cuda_add(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *
 int cuda_mul(au_backend *be, au_tensor *y, const au_tensor *a, const au_tensor *b, au_err *err);
 int cuda_add_gated(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_err *err);
 int cuda_activate(au_backend *be, au_tensor *y, const au_tensor *x, au_act act, au_err *err);
-int cuda_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const float *coef, au_err *err);
+int cuda_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const au_tensor *coef,
+                 au_err *err);
 int cuda_clamp(au_backend *be, au_tensor *y, const au_tensor *x, float lo, float hi, au_err *err);
 int cuda_copy(au_backend *be, au_tensor *dst, const au_tensor *src, au_err *err);
 int cuda_fill(au_backend *be, au_tensor *y, float value, au_err *err);

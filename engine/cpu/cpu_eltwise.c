@@ -190,7 +190,7 @@ static void lincomb_range(void *ctx, int64_t begin, int64_t end, int thread) {
     }
 }
 
-int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const float *coef,
+int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const au_tensor *coef,
                 au_err *err) {
     const char *op = "lincomb";
     int rc;
@@ -198,6 +198,8 @@ int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs,
         return rc;
     if (n < 1 || !xs || !coef)
         return au_errf(err, AU_EINVAL, "%s: need n >= 1 inputs and coefficients (n = %d)", op, n);
+    if ((rc = cpu_check_vec(op, "coef", coef, n, err)) < 0)
+        return rc;
     for (int i = 0; i < n; i++) {
         char name[32];
         snprintf(name, sizeof name, "xs[%d]", i);
@@ -205,7 +207,7 @@ int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs,
             (rc = cpu_check_numel(op, "y", y, name, xs[i], err)) < 0)
             return rc;
     }
-    lincomb_job j = {y->data, xs, coef, n};
+    lincomb_job j = {y->data, xs, coef->data, n};
     cpu_parallel_for(cpu_of(be), au_numel(y), ELT_GRAIN, lincomb_range, &j);
     return 0;
 }

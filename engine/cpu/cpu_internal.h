@@ -84,7 +84,7 @@ int cpu_add_gated_layernorm(au_backend *be, au_tensor *x, const au_tensor *y, co
                             float eps, au_err *err);
 int cpu_add_gated(au_backend *be, au_tensor *x, const au_tensor *y, const au_tensor *gate, au_err *err);
 int cpu_activate(au_backend *be, au_tensor *y, const au_tensor *x, au_act act, au_err *err);
-int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const float *coef,
+int cpu_lincomb(au_backend *be, au_tensor *y, int n, const au_tensor *const *xs, const au_tensor *coef,
                 au_err *err);
 int cpu_clamp(au_backend *be, au_tensor *y, const au_tensor *x, float lo, float hi, au_err *err);
 int cpu_copy(au_backend *be, au_tensor *dst, const au_tensor *src, au_err *err);

@@ -104,10 +104,10 @@ static void test_unary(tctx *T) {
         pair a = in_pair(T, AU_F32, SHAPE(16, 3, 6, 8), 1.0f), b = in_pair(T, AU_F32, SHAPE(16, 3, 6, 8), 1.0f);
         pair c = in_pair(T, AU_F32, SHAPE(16, 3, 6, 8), 1.0f);
         const au_tensor *xg[3] = {&a.g, &b.g, &c.g}, *xc[3] = {&a.c, &b.c, &c.c};
-        const float coef[3] = {0.5f, -1.25f, 2.0f};
+        pair coef = in_pair(T, AU_F32, SHAPE(3), 2.0f);
         au_err err = {0};
-        CHECK(be_lincomb(T->gpu, &b.g, 3, xg, coef, &err) == 0, "%s", err.msg);
-        MUST(be_lincomb(T->cpu, &b.c, 3, xc, coef, err));
+        CHECK(be_lincomb(T->gpu, &b.g, 3, xg, &coef.g, &err) == 0, "%s", err.msg);
+        MUST(be_lincomb(T->cpu, &b.c, 3, xc, &coef.c, err));
         compare(T, "lincomb of 3 f32, y aliasing xs[1] (sampler)", &b, 0);
     }
 }

@@ -1,4 +1,4 @@
-// deps: au_cuda au_dit au_io au_cpu au_core
+// deps: au_cuda au_dit au_sampler au_io au_cpu au_core
 /* test_cuda_graph.c - recorded DiT forwards (engine/replay.h over the CUDA backend's graphs):
  * the tiny-random DiT run repeatedly on the same memory is run as it comes the first time,
  * recorded the second and replayed after (the backend's counters say so), and every output is
@@ -7,9 +7,13 @@
  * timestep (uploaded outside the recording), the two CFG branches (two recordings side by
  * side), a new latent address (a new recording), and after the scratch memory was replaced
  * (the old recording is refused and made again). Outputs are poisoned before each forward.
+ * And the sampler's step recorded once and replayed for the later steps (UniPC and Euler),
+ * bit for bit the steps run as they come.
  */
 #include "test_cuda_util.h"
+#include "replay.h"
 #include "safetensors.h"
+#include "sampler.h"
 #include "wan_dit.h"
 
 static const char *model_path(char *buf, size_t n) {
@@ -170,4 +174,78 @@ static void run_graph(tctx *T) {
     free(x2);
 }
 
-int main(void) { return run_precisions(run_graph); }
+/* The sampler's step recorded as the pipeline records it (sampler_load outside the recording,
+ * sampler_apply inside) and replayed for every later step: after each step the latent is bit
+ * for bit the one of a sampler on the same backend whose steps run as they come. */
+typedef struct sampler_run {
+    au_sampler *s;
+    au_tensor *x, *v;
+} sampler_run;
+
+static int sampler_apply_fn(void *ctx, au_err *e) {
+    sampler_run *r = ctx;
+    return sampler_apply(r->s, r->x, r->v, e);
+}
+
+static void run_sampler_graph(tctx *T) {
+    enum { STEPS = 7 };
+    const int64_t shape[4] = {16, 3, 8, 12};
+    const int64_t n = shape[0] * shape[1] * shape[2] * shape[3];
+    float *x0 = xmalloc((size_t)n * sizeof(float)), *v = xmalloc((size_t)n * sizeof(float));
+    float *got = xmalloc((size_t)n * sizeof(float)), *want = xmalloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++)
+        x0[i] = rng_f();
+    static const char *const kinds[2] = {"unipc", "euler"};
+    for (int k = 0; k < 2; k++) {
+        au_sampler_kind kind;
+        MUST(sampler_kind_from_name(kinds[k], &kind));
+        au_tensor xr, xe, vt;
+        MUST(be_arena_tensor(T->gpu_arena, AU_F32, 4, shape, &xr, err));
+        MUST(be_arena_tensor(T->gpu_arena, AU_F32, 4, shape, &xe, err));
+        MUST(be_arena_tensor(T->gpu_arena, AU_F32, 4, shape, &vt, err));
+        MUST(be_upload(T->gpu, &xr, x0, err));
+        MUST(be_upload(T->gpu, &xe, x0, err));
+        au_sampler *rec, *eager;
+        MUST(sampler_create(&rec, T->gpu, T->gpu_arena, kind, STEPS, 5.0f, &xr, err));
+        MUST(sampler_create(&eager, T->gpu, T->gpu_arena, kind, STEPS, 5.0f, &xe, err));
+        au_replay rp;
+        replay_init(&rp, T->gpu);
+        sampler_run run = {rec, &xr, &vt};
+        uint64_t key = replay_key_ptr(replay_key_ptr(sampler_replay_key(rec, REPLAY_KEY0), xr.data), vt.data);
+        const uint64_t l0 = launches(T->gpu);
+        int equal = 1;
+        for (int i = 0; i < STEPS; i++) {
+            for (int64_t j = 0; j < n; j++) /* a velocity that depends on the step */
+                v[j] = rng_f() + 0.1f * (float)i;
+            MUST(be_upload(T->gpu, &vt, v, err));
+            MUST(sampler_load(rec, i, err));
+            MUST(replay_run(&rp, key, sampler_apply_fn, &run, err));
+            MUST(sampler_step(eager, i, &xe, &vt, err));
+            MUST(be_download(T->gpu, got, &xr, err));
+            MUST(be_download(T->gpu, want, &xe, err));
+            equal &= memcmp(got, want, (size_t)n * sizeof(float)) == 0;
+        }
+        const uint64_t l1 = launches(T->gpu);
+        CHECK(l1 - l0 == STEPS - 1, "[%s] %s: %llu graph launches for %d steps, expected %d", T->name, kinds[k],
+              (unsigned long long)(l1 - l0), STEPS, STEPS - 1);
+        CHECK(equal, "[%s] %s: a replayed sampler step differs from the same step run as it comes", T->name,
+              kinds[k]);
+        if (equal)
+            printf("  ok   [%s] %s sampler: %d steps from one recording, bit for bit the steps run as they come\n",
+                   T->name, kinds[k], STEPS - 1);
+        replay_clear(&rp);
+        sampler_free(rec);
+        sampler_free(eager);
+    }
+    free(x0);
+    free(v);
+    free(got);
+    free(want);
+}
+
+static void run_all(tctx *T) {
+    run_graph(T);
+    run_sampler_graph(T);
+}
+
+int main(void) { return run_precisions(run_all); }

@@ -284,10 +284,11 @@ static void test_elementwise(void) {
         }
         /* lincomb with y aliasing xs[1] */
         const au_tensor *xs[3] = {&a, &b, &y};
-        float coef[3] = {0.5f, -2.0f, 3.25f};
+        au_tensor coef = MK(AU_F32, 3);
+        memcpy(coef.data, (float[]){0.5f, -2.0f, 3.25f}, 3 * sizeof(float));
         for (int64_t i = 0; i < N; i++)
             ref[i] = 0.5 * af[i] - 2.0 * bf[i] + 3.25 * ((float *)y.data)[i];
-        CHECK_OK(be_lincomb(be, &b, 3, xs, coef, &err));
+        CHECK_OK(be_lincomb(be, &b, 3, xs, &coef, &err));
         CHECK(rel_err(b.data, ref, N) < REL_TOL, "lincomb aliasing xs[1]");
         /* clamp */
         for (int64_t i = 0; i < N; i++)
@@ -326,6 +327,9 @@ static void test_elementwise(void) {
           err.msg);
     CHECK(be_clamp(be, &y, &a, 1.0f, -1.0f, &err) == AU_EINVAL, "clamp lo > hi");
     CHECK(be_lincomb(be, &y, 0, NULL, NULL, &err) == AU_EINVAL, "lincomb of nothing");
+    const au_tensor *two[2] = {&a, &a};
+    CHECK(be_lincomb(be, &y, 2, two, &bad, &err) == AU_EINVAL && strstr(err.msg, "coef"),
+          "lincomb with 5 coefficients for 2 inputs: %s", err.msg);
 }
 
 static void test_copy(void) {
