@@ -642,8 +642,9 @@ __device__ __forceinline__ void wg_f8(float (&d)[64], const uint32_t (&a)[4], ui
 #endif
 
 /* Online softmax of a 128-key tile whose two halves have their own K scale: f[h][r] is the factor
- * of half h (S n-tiles 8h .. 8h + 7) for row r; otherwise softmax_f8. */
-__device__ __forceinline__ void softmax_w(float (&s)[16][4], float m[2], float l[2], float alpha[2],
+ * of half h (S n-tiles 8h .. 8h + 7) for row r; otherwise softmax_f8. Returns whether a row's
+ * max changed (alpha != 1). */
+__device__ __forceinline__ bool softmax_w(float (&s)[16][4], float m[2], float l[2], float alpha[2],
                                           const float f[2][2]) {
     float mx[2][2] = {{-INFINITY, -INFINITY}, {-INFINITY, -INFINITY}};
 #pragma unroll
@@ -652,6 +653,7 @@ __device__ __forceinline__ void softmax_w(float (&s)[16][4], float m[2], float l
         mx[t >> 3][1] = fmaxf(mx[t >> 3][1], fmaxf(s[t][2], s[t][3]));
     }
     float shift[2][2], sum[2] = {0.0f, 0.0f};
+    bool changed = false;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
 #pragma unroll
@@ -660,6 +662,7 @@ __device__ __forceinline__ void softmax_w(float (&s)[16][4], float m[2], float l
             mx[h][r] = fmaxf(mx[h][r], __shfl_xor_sync(0xffffffffu, mx[h][r], 2));
         }
         const float mn = fmaxf(m[r], fmaxf((mx[0][r] - MAGIC) * f[0][r], (mx[1][r] - MAGIC) * f[1][r]));
+        changed |= mn != m[r];
         alpha[r] = fast_exp2(m[r] - mn);
         m[r] = mn;
         shift[0][r] = fmaf(-MAGIC, f[0][r], F8_P_LOG2 - mn);
@@ -677,6 +680,7 @@ __device__ __forceinline__ void softmax_w(float (&s)[16][4], float m[2], float l
     }
     l[0] = fmaf(l[0], alpha[0], sum[0]);
     l[1] = fmaf(l[1], alpha[1], sum[1]);
+    return changed;
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -741,7 +745,7 @@ __device__ __forceinline__ void fa8w_tile(fa8w_state &st, float (&o)[64], int j)
     const float ks0 = st.skh[(j * W_BC) / F8_KB], ks1 = st.skh[(j * W_BC) / F8_KB + 1];
     const float f[2][2] = {{st.qf[0] * ks0, st.qf[1] * ks0}, {st.qf[0] * ks1, st.qf[1] * ks1}};
     float alpha[2];
-    softmax_w(s, st.m, st.l, alpha, f);
+    const bool rescale = __any_sync(0xffffffffu, softmax_w(s, st.m, st.l, alpha, f));
     uint32_t pa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
@@ -752,10 +756,13 @@ __device__ __forceinline__ void fa8w_tile(fa8w_state &st, float (&o)[64], int j)
         pa[kk][3] = f8x4(s[t + 2][2], s[t + 2][3], s[t + 3][2], s[t + 3][3]);
     }
 
-    /* O = alpha O in float32, then O += P V of this tile, 4 steps of 32 keys (V tile after K) */
+    /* O = alpha O in float32 (not needed when no row of the warp has a new max), then O += P V
+     * of this tile, 4 steps of 32 keys (V tile after K) */
+    if (rescale) {
 #pragma unroll
-    for (int i = 0; i < 64; i++)
-        o[i] *= alpha[(i >> 1) & 1];
+        for (int i = 0; i < 64; i++)
+            o[i] *= alpha[(i >> 1) & 1];
+    }
     const uint64_t dv = fa8w_kdesc(st, j) + (W_TILE >> 4);
     wg_fence();
     wg_f8(o, pa[0], dv);
