@@ -565,8 +565,10 @@ __global__ void __launch_bounds__(256 / MT, MT)
  * stages (mbarriers: "full" completes with the copies' bytes, "empty" with one arrival from each
  * consumer once its P V is done), so the consumers never meet at a block barrier and drift apart:
  * one's softmax runs beside the other's products (bench/NOTES.md, v9: 10.5 -> 9.1 ms at the 1.3B
- * self shape). A consumer fits in the 168 registers a 384-thread block allows; S of the next tile
- * issued before this tile's softmax (FA3's in-warpgroup overlap) needs 64 more and spilled.
+ * self shape). Within a consumer, S of the next tile is issued with P V of this one and its
+ * softmax runs while P V does (FA3's in-warpgroup overlap, v10: 8.9 -> 7.8 ms); that needs more
+ * than the 168 registers a 384-thread block starts with, so the producer gives registers back
+ * (setmaxnreg: 24) and the consumers take them (240).
  * Only the sm_90a pass of the build has the body (wgmma is sm_90a-only);
  * cuda_attention_wgmma_probe says at backend creation whether this binary and device run it (and
  * fetches the driver's tensor-map encoder the bulk copies need). */
@@ -706,27 +708,21 @@ __device__ __forceinline__ uint64_t fa8w_kdesc(const fa8w_state &st, int j) {
     return wg_desc_addr(st.ring + (uint32_t)(j % W_ST) * W_STAGE);
 }
 
-/* S of key tile j into acc, once its stage has landed (issued, not waited for). */
+/* S of key tile j into acc, once its stage has landed (issued, not committed). */
 __device__ __forceinline__ void fa8w_issue_s(const fa8w_state &st, uint32_t (&acc)[64], int j) {
     st.bars->wait(j);
     const uint64_t dk = fa8w_kdesc(st, j);
-    wg_fence();
     wg_s8_first(acc, st.dq, dk); /* 4 steps of 32 along d: +32 bytes = +2 in the descriptor */
     wg_s8(acc, st.dq + 2, dk + 2);
     wg_s8(acc, st.dq + 4, dk + 4);
     wg_s8(acc, st.dq + 6, dk + 6);
-    wg_commit();
 }
 
-/* Key tile j of a consumer warpgroup: S = Q K^T once the stage has landed, the online softmax,
- * O = alpha O + P V, then the stage goes back to the producer. */
-__device__ __forceinline__ void fa8w_tile(fa8w_state &st, float (&o)[64], int j) {
+/* The online softmax of key tile j from its S (sacc): P into pa, the O rescale into alpha;
+ * returns whether the warp needs it (a row's max changed). */
+__device__ __forceinline__ bool fa8w_softmax(fa8w_state &st, const uint32_t (&sacc)[64], uint32_t (&pa)[4][4],
+                                             float alpha[2], int j) {
     const int t4 = threadIdx.x & 3;
-    uint32_t sacc[64];
-    fa8w_issue_s(st, sacc, j);
-    wg_wait<0>();
-    wg_hold(sacc);
-
     float s[16][4];
 #pragma unroll
     for (int t = 0; t < 16; t++)
@@ -744,9 +740,7 @@ __device__ __forceinline__ void fa8w_tile(fa8w_state &st, float (&o)[64], int j)
     }
     const float ks0 = st.skh[(j * W_BC) / F8_KB], ks1 = st.skh[(j * W_BC) / F8_KB + 1];
     const float f[2][2] = {{st.qf[0] * ks0, st.qf[1] * ks0}, {st.qf[0] * ks1, st.qf[1] * ks1}};
-    float alpha[2];
     const bool rescale = __any_sync(0xffffffffu, softmax_w(s, st.m, st.l, alpha, f));
-    uint32_t pa[4][4];
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const int t = 4 * kk;
@@ -755,27 +749,81 @@ __device__ __forceinline__ void fa8w_tile(fa8w_state &st, float (&o)[64], int j)
         pa[kk][2] = f8x4(s[t + 2][0], s[t + 2][1], s[t + 3][0], s[t + 3][1]);
         pa[kk][3] = f8x4(s[t + 2][2], s[t + 2][3], s[t + 3][2], s[t + 3][3]);
     }
+    return rescale;
+}
 
-    /* O = alpha O in float32 (not needed when no row of the warp has a new max), then O += P V
-     * of this tile, 4 steps of 32 keys (V tile after K) */
-    if (rescale) {
-#pragma unroll
-        for (int i = 0; i < 64; i++)
-            o[i] *= alpha[(i >> 1) & 1];
-    }
+/* O += P V of key tile j, 4 steps of 32 keys (V tile after K; issued and committed). */
+__device__ __forceinline__ void fa8w_issue_pv(const fa8w_state &st, float (&o)[64], uint32_t (&p)[4][4], int j) {
     const uint64_t dv = fa8w_kdesc(st, j) + (W_TILE >> 4);
-    wg_fence();
-    wg_f8(o, pa[0], dv);
-    wg_f8(o, pa[1], dv + 2);
-    wg_f8(o, pa[2], dv + 4);
-    wg_f8(o, pa[3], dv + 6);
+    wg_f8(o, p[0], dv);
+    wg_f8(o, p[1], dv + 2);
+    wg_f8(o, p[2], dv + 4);
+    wg_f8(o, p[3], dv + 6);
     wg_commit();
+}
+
+/* Wait for tile j's P V, then give its stage back. */
+__device__ __forceinline__ void fa8w_finish_pv(fa8w_state &st, float (&o)[64], uint32_t (&p)[4][4], int j) {
     wg_wait<0>();
     wg_hold(o);
 #pragma unroll
     for (int kk = 0; kk < 4; kk++)
-        wg_hold(pa[kk]);
+        wg_hold(p[kk]);
     st.bars->release(j);
+}
+
+/* Key tile j (not the last) of a consumer warpgroup, its P (pj) made by the previous step: S of
+ * tile j + 1 and O += P V of tile j are issued together; once S is done (P V may still run) the
+ * softmax of tile j + 1 makes its P in pn, so the exponentials overlap the products (FA3's
+ * in-warpgroup overlap); once P V is done, O is rescaled for tile j + 1. */
+__device__ __forceinline__ void fa8w_step(fa8w_state &st, float (&o)[64], uint32_t (&sacc)[64],
+                                          uint32_t (&pj)[4][4], uint32_t (&pn)[4][4], int j) {
+    wg_fence();
+    fa8w_issue_s(st, sacc, j + 1);
+    wg_commit();
+    fa8w_issue_pv(st, o, pj, j);
+    wg_wait<1>();
+    wg_hold(sacc);
+    float alpha[2];
+    const bool rescale = fa8w_softmax(st, sacc, pn, alpha, j + 1);
+    fa8w_finish_pv(st, o, pj, j);
+    if (rescale) { /* O = alpha O in float32 before tile j + 1's P V */
+#pragma unroll
+        for (int i = 0; i < 64; i++)
+            o[i] *= alpha[(i >> 1) & 1];
+    }
+}
+
+/* The last key tile's P V. */
+__device__ __forceinline__ void fa8w_last(fa8w_state &st, float (&o)[64], uint32_t (&p)[4][4], int j) {
+    wg_fence();
+    fa8w_issue_pv(st, o, p, j);
+    fa8w_finish_pv(st, o, p, j);
+}
+
+/* Every key tile of a consumer warpgroup: tile 0's S and softmax, the overlapped steps two at a
+ * time (the two P buffers trade roles without copies), the last tile's P V alone. */
+__device__ __forceinline__ void fa8w_consume(fa8w_state &st, float (&o)[64]) {
+    uint32_t sacc[64], pa0[4][4], pa1[4][4];
+    float alpha[2];
+    const int n = st.n_tiles;
+    wg_fence();
+    fa8w_issue_s(st, sacc, 0);
+    wg_commit();
+    wg_wait<0>();
+    wg_hold(sacc);
+    fa8w_softmax(st, sacc, pa0, alpha, 0); /* O is 0: nothing to rescale */
+    int j = 0;
+    for (; j + 2 < n; j += 2) {
+        fa8w_step(st, o, sacc, pa0, pa1, j);
+        fa8w_step(st, o, sacc, pa1, pa0, j + 1);
+    }
+    if (j + 1 < n) {
+        fa8w_step(st, o, sacc, pa0, pa1, j);
+        fa8w_last(st, o, pa1, j + 1);
+    } else {
+        fa8w_last(st, o, pa0, j);
+    }
 }
 #endif
 
@@ -803,6 +851,7 @@ __global__ void __launch_bounds__(128 * (W_WG + 1), 1)
 
     const int wg = threadIdx.x / 128;
     if (wg == 0) { /* the producer: one thread loads every K and V tile through the ring */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
         if (threadIdx.x == 0) {
             for (int j = 0; j < n_tiles; j++) {
                 uint64_t *full = bars.fill(j, W_STAGE);
@@ -831,8 +880,8 @@ __global__ void __launch_bounds__(128 * (W_WG + 1), 1)
     for (int i = 0; i < 64; i++)
         o[i] = 0.0f;
 
-    for (int j = 0; j < n_tiles; j++)
-        fa8w_tile(st, o, j);
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+    fa8w_consume(st, o);
 
     float sv[F8_D / 8][2];
 #pragma unroll
