@@ -129,8 +129,12 @@ __device__ __forceinline__ void tma_load_2d(void *dst, const CUtensorMap *map, i
 __device__ __forceinline__ void wg_fence() {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 }
-__device__ __forceinline__ void wg_commit_wait() {
-    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+__device__ __forceinline__ void wg_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+/* Wait until at most N wgmma groups of this warpgroup are still running. */
+template <int N> __device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
 __device__ __forceinline__ void fence_proxy_async() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -185,12 +189,13 @@ template <> __device__ __forceinline__ void store_one<float>(float *p, float a) 
  * FFMA and one ex2; with scale_log2 <= 0 they are pre-multiplied and mul = 1. */
 __host__ __device__ __forceinline__ float units_mul(float scale_log2) { return scale_log2 > 0.0f ? scale_log2 : 1.0f; }
 
-/* Online-softmax step for the two rows a thread owns (row g: elements 0,1; row g+8: 2,3) of
- * a warp's S tile s[NT][4] (in units, masked with -inf): updates the running max m (units)
- * and this thread's partial sums l, rescales o[NO][4] (skipped when no row of the warp has
- * a new max: the factor would be exactly 1) and turns s into probabilities. */
-template <int NT, int NO>
-__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float m[2], float l[2], float mul) {
+/* Online softmax of a tile for the two rows a thread owns (row g: elements 0,1; row g+8: 2,3)
+ * of a warp's S tile s[NT][4] (in units, masked with -inf): updates the running max m (units)
+ * and this thread's partial sums l, turns s into probabilities and gives the factor O's rows
+ * need in alpha; returns whether any row of the warp has a new max (else the factor is exactly
+ * 1 and O can be left as it is). */
+template <int NT>
+__device__ __forceinline__ bool softmax_scores(float (&s)[NT][4], float m[2], float l[2], float mul, float alpha[2]) {
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int t = 0; t < NT; t++) {
@@ -202,7 +207,7 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
         mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
     }
-    float alpha[2], sum[2] = {0.0f, 0.0f}, msl[2];
+    float sum[2] = {0.0f, 0.0f}, msl[2];
     bool changed = false;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
@@ -223,15 +228,26 @@ __device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4
     }
     l[0] = fmaf(l[0], alpha[0], sum[0]);
     l[1] = fmaf(l[1], alpha[1], sum[1]);
-    if (__any_sync(0xffffffffu, changed)) {
+    return __any_sync(0xffffffffu, changed);
+}
+
+/* o[NO][4] *= alpha of its row. */
+template <int NO> __device__ __forceinline__ void rescale_o(float (&o)[NO][4], const float alpha[2]) {
 #pragma unroll
-        for (int t = 0; t < NO; t++) {
-            o[t][0] *= alpha[0];
-            o[t][1] *= alpha[0];
-            o[t][2] *= alpha[1];
-            o[t][3] *= alpha[1];
-        }
+    for (int t = 0; t < NO; t++) {
+        o[t][0] *= alpha[0];
+        o[t][1] *= alpha[0];
+        o[t][2] *= alpha[1];
+        o[t][3] *= alpha[1];
     }
+}
+
+/* softmax_scores, then O rescaled where it needs to be. */
+template <int NT, int NO>
+__device__ __forceinline__ void softmax_step(float (&s)[NT][4], float (&o)[NO][4], float m[2], float l[2], float mul) {
+    float alpha[2];
+    if (softmax_scores<NT>(s, m, l, mul, alpha))
+        rescale_o<NO>(o, alpha);
 }
 
 /* Put a tile's raw q.k into units: add the bias and last_units to key nk - 1, mask keys >= nk.

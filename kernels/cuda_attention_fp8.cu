@@ -686,13 +686,6 @@ __device__ __forceinline__ bool softmax_w(float (&s)[16][4], float m[2], float l
 }
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-/* Wait until at most N wgmma groups of this warpgroup are still running. */
-template <int N> __device__ __forceinline__ void wg_wait() {
-    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void wg_commit() {
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
 
 /* What a consumer warpgroup carries from key tile to key tile. */
 struct fa8w_state {
