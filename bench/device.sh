@@ -84,7 +84,7 @@ if [ "$MODE" != bench ] && [ "${SANITIZE:-1}" != 0 ]; then
             >>"$LOG_TEST" 2>&1
         echo "memcheck $t: rc $? (0 clean, 99 errors, 124 timeout)" | tee -a "$SUMMARY"
     done
-    timeout 150 compute-sanitizer --tool racecheck --error-exitcode 99 build-dev/tests/test_cuda_ops >>"$LOG_TEST" 2>&1
+    timeout 300 compute-sanitizer --tool racecheck --error-exitcode 99 build-dev/tests/test_cuda_ops >>"$LOG_TEST" 2>&1
     echo "racecheck test_cuda_ops: rc $?" | tee -a "$SUMMARY"
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG_TEST" | sort | uniq -c
 fi
