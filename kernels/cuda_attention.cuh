@@ -139,6 +139,26 @@ template <int N> __device__ __forceinline__ void wg_wait() {
 __device__ __forceinline__ void fence_proxy_async() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+/* FA3's in-warpgroup overlap as a schedule of key tiles 0..n-1 over a kernel's own steps T:
+ * first(p) makes tile 0's S and P; step(pj, pn, j) issues S of tile j + 1 with P V of tile j,
+ * makes tile j + 1's P in pn while P V runs, then rescales O; last(p, j) is the last tile's P V.
+ * Two tiles a loop, so that the two P buffers trade roles without copies; the last tile peeled,
+ * so that no commit inside the loop is conditional (ptxas then keeps the wgmmas asynchronous). */
+template <class T> __device__ __forceinline__ void overlap_tiles(T &t, int n) {
+    typename T::p_frag pa0, pa1;
+    t.first(pa0);
+    int j = 0;
+    for (; j + 2 < n; j += 2) {
+        t.step(pa0, pa1, j);
+        t.step(pa1, pa0, j + 1);
+    }
+    if (j + 1 < n) {
+        t.step(pa0, pa1, j);
+        t.last(pa1, j + 1);
+    } else {
+        t.last(pa0, j);
+    }
+}
 /* Keep registers that an in-flight wgmma reads or writes where they are until it has completed. */
 template <int N> __device__ __forceinline__ void wg_hold(uint32_t (&r)[N]) {
 #pragma unroll

@@ -787,37 +787,29 @@ __device__ __forceinline__ void fa8w_step(fa8w_state &st, float (&o)[64], uint32
     }
 }
 
-/* The last key tile's P V. */
-__device__ __forceinline__ void fa8w_last(fa8w_state &st, float (&o)[64], uint32_t (&p)[4][4], int j) {
-    wg_fence();
-    fa8w_issue_pv(st, o, p, j);
-    fa8w_finish_pv(st, o, p, j);
-}
-
-/* Every key tile of a consumer warpgroup: tile 0's S and softmax, the overlapped steps two at a
- * time (the two P buffers trade roles without copies), the last tile's P V alone. */
-__device__ __forceinline__ void fa8w_consume(fa8w_state &st, float (&o)[64]) {
-    uint32_t sacc[64], pa0[4][4], pa1[4][4];
-    float alpha[2];
-    const int n = st.n_tiles;
-    wg_fence();
-    fa8w_issue_s(st, sacc, 0);
-    wg_commit();
-    wg_wait<0>();
-    wg_hold(sacc);
-    fa8w_softmax(st, sacc, pa0, alpha, 0); /* O is 0: nothing to rescale */
-    int j = 0;
-    for (; j + 2 < n; j += 2) {
-        fa8w_step(st, o, sacc, pa0, pa1, j);
-        fa8w_step(st, o, sacc, pa1, pa0, j + 1);
+/* fa8w's steps for overlap_tiles (cuda_attention.cuh), over one consumer warpgroup's O. */
+struct fa8w_tiles {
+    typedef uint32_t p_frag[4][4];
+    fa8w_state &st;
+    float (&o)[64];
+    uint32_t sacc[64]; /* S of the tile in flight (left uninitialized: the first product writes it) */
+    __device__ fa8w_tiles(fa8w_state &st_, float (&o_)[64]) : st(st_), o(o_) {}
+    __device__ __forceinline__ void first(p_frag &p) {
+        float alpha[2];
+        wg_fence();
+        fa8w_issue_s(st, sacc, 0);
+        wg_commit();
+        wg_wait<0>();
+        wg_hold(sacc);
+        fa8w_softmax(st, sacc, p, alpha, 0); /* O is 0: nothing to rescale */
     }
-    if (j + 1 < n) {
-        fa8w_step(st, o, sacc, pa0, pa1, j);
-        fa8w_last(st, o, pa1, j + 1);
-    } else {
-        fa8w_last(st, o, pa0, j);
+    __device__ __forceinline__ void step(p_frag &pj, p_frag &pn, int j) { fa8w_step(st, o, sacc, pj, pn, j); }
+    __device__ __forceinline__ void last(p_frag &p, int j) {
+        wg_fence();
+        fa8w_issue_pv(st, o, p, j);
+        fa8w_finish_pv(st, o, p, j);
     }
-}
+};
 #endif
 
 template <typename OutT>
@@ -874,7 +866,8 @@ __global__ void __launch_bounds__(128 * (W_WG + 1), 1)
         o[i] = 0.0f;
 
     asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
-    fa8w_consume(st, o);
+    fa8w_tiles tiles(st, o);
+    overlap_tiles(tiles, n_tiles);
 
     float sv[F8_D / 8][2];
 #pragma unroll

@@ -165,36 +165,27 @@ __device__ __forceinline__ void wb_step(wb_state<ST> &st, float (&o)[16][4], flo
         rescale_o<16>(o, alpha);
 }
 
-/* The last key tile's P V. */
-template <int ST>
-__device__ __forceinline__ void wb_last(wb_state<ST> &st, float (&o)[16][4], uint32_t (&p)[WB_BC / 16][4], int j) {
-    wg_fence();
-    wb_issue_pv(st, o, p, j);
-    wb_finish_pv(st, o, p, j);
-}
-
-/* Every key tile of a consumer warpgroup: tile 0's S and softmax, the overlapped steps two at a
- * time (the two P buffers trade roles without copies), the last tile's P V alone. */
-template <int ST> __device__ __forceinline__ void wb_consume(wb_state<ST> &st, float (&o)[16][4]) {
-    float s[WB_BC / 8][4], alpha[2];
-    uint32_t pa0[WB_BC / 16][4], pa1[WB_BC / 16][4];
-    const int n = st.n_tiles;
-    wg_fence();
-    wb_issue_s(st, s, 0);
-    wg_wait<0>();
-    wb_softmax(st, s, pa0, alpha, 0); /* O is 0: nothing to rescale */
-    int j = 0;
-    for (; j + 2 < n; j += 2) {
-        wb_step(st, o, s, pa0, pa1, j);
-        wb_step(st, o, s, pa1, pa0, j + 1);
+/* wb's steps for overlap_tiles (cuda_attention.cuh), over one consumer warpgroup's O. */
+template <int ST> struct wb_tiles {
+    typedef uint32_t p_frag[WB_BC / 16][4];
+    wb_state<ST> &st;
+    float (&o)[16][4];
+    float s[WB_BC / 8][4]; /* S of the tile in flight (left uninitialized: the first product writes it) */
+    __device__ wb_tiles(wb_state<ST> &st_, float (&o_)[16][4]) : st(st_), o(o_) {}
+    __device__ __forceinline__ void first(p_frag &p) {
+        float alpha[2];
+        wg_fence();
+        wb_issue_s(st, s, 0);
+        wg_wait<0>();
+        wb_softmax(st, s, p, alpha, 0); /* O is 0: nothing to rescale */
     }
-    if (j + 1 < n) {
-        wb_step(st, o, s, pa0, pa1, j);
-        wb_last(st, o, pa1, j + 1);
-    } else {
-        wb_last(st, o, pa0, j);
+    __device__ __forceinline__ void step(p_frag &pj, p_frag &pn, int j) { wb_step(st, o, s, pj, pn, j); }
+    __device__ __forceinline__ void last(p_frag &p, int j) {
+        wg_fence();
+        wb_issue_pv(st, o, p, j);
+        wb_finish_pv(st, o, p, j);
     }
-}
+};
 #endif
 
 template <int WG, int ST, typename OutT>
@@ -246,7 +237,8 @@ __global__ void __launch_bounds__(wb_cfg<WG, ST>::THREADS, 1)
 #pragma unroll
     for (int t = 0; t < 16; t++)
         o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
-    wb_consume(st, o);
+    wb_tiles<ST> tiles(st, o);
+    overlap_tiles(tiles, n_tiles);
 
 #pragma unroll
     for (int r = 0; r < 2; r++) {
