@@ -128,7 +128,6 @@ struct dit_text {
                             * L + 1 with the padding row last */
 };
 
-
 /* Run expr; on failure prefix the error with what and jump to fail. */
 #define DIT_TRY(expr, ...)                                                                         \
     do {                                                                                           \
@@ -814,9 +813,7 @@ int dit_forward_sp(wan_dit *d, au_arena *act, const au_tensor *x, float t, const
         return rc;
     if (comm) /* the collectives run on their own stream or the host: never recorded */
         return dit_run(d, text, out, err);
-    if ((rc = dit_check_output(d, act, x, text, out, err)) < 0)
-        return au_err_prefix(err, "dit forward");
-    dit_run_ctx run = {d, text, out};
+    dit_run_ctx run = {d, text, out}; /* bad text or out: dit_run refuses them, recorded or not */
     return replay_run(&d->replay, dit_run_key(d, REPLAY_KEY0, text, out), dit_run_recordable, &run, err);
 }
 

@@ -139,26 +139,6 @@ template <int N> __device__ __forceinline__ void wg_wait() {
 __device__ __forceinline__ void fence_proxy_async() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-/* FA3's in-warpgroup overlap as a schedule of key tiles 0..n-1 over a kernel's own steps T:
- * first(p) makes tile 0's S and P; step(pj, pn, j) issues S of tile j + 1 with P V of tile j,
- * makes tile j + 1's P in pn while P V runs, then rescales O; last(p, j) is the last tile's P V.
- * Two tiles a loop, so that the two P buffers trade roles without copies; the last tile peeled,
- * so that no commit inside the loop is conditional (ptxas then keeps the wgmmas asynchronous). */
-template <class T> __device__ __forceinline__ void overlap_tiles(T &t, int n) {
-    typename T::p_frag pa0, pa1;
-    t.first(pa0);
-    int j = 0;
-    for (; j + 2 < n; j += 2) {
-        t.step(pa0, pa1, j);
-        t.step(pa1, pa0, j + 1);
-    }
-    if (j + 1 < n) {
-        t.step(pa0, pa1, j);
-        t.last(pa1, j + 1);
-    } else {
-        t.last(pa0, j);
-    }
-}
 /* Keep registers that an in-flight wgmma reads or writes where they are until it has completed. */
 template <int N> __device__ __forceinline__ void wg_hold(uint32_t (&r)[N]) {
 #pragma unroll
@@ -169,6 +149,54 @@ template <int N> __device__ __forceinline__ void wg_hold(float (&r)[N]) {
 #pragma unroll
     for (int i = 0; i < N; i++)
         asm volatile("" : "+f"(r[i])::"memory");
+}
+
+/* FA3's in-warpgroup overlap: one consumer warpgroup's schedule of key tiles 0..n-1 over a
+ * kernel's own primitives T (fa8w_tiles, wb_tiles):
+ *   issue_s(j)             S of tile j once its stage has landed (issued and committed);
+ *   issue_pv(p, j)         O += P V of tile j (issued and committed);
+ *   softmax(p, alpha, j)   tile j's finished S to its P, O's factor in alpha; whether O needs it;
+ *   finish_pv(p, j)        wait for tile j's P V, give its stage back;
+ *   rescale(alpha)         O *= alpha.
+ * Each step issues S of tile j + 1 with P V of tile j and runs tile j + 1's softmax while P V
+ * does (wait_group 1). Two tiles a loop so that the two P buffers trade roles without copies;
+ * the last tile peeled so that no commit inside the loop is conditional (ptxas then keeps the
+ * wgmmas asynchronous). */
+template <class T>
+__device__ __forceinline__ void overlap_step(T &t, typename T::p_frag &pj, typename T::p_frag &pn, int j) {
+    wg_fence();
+    t.issue_s(j + 1);
+    t.issue_pv(pj, j);
+    wg_wait<1>();
+    float alpha[2];
+    const bool rescale = t.softmax(pn, alpha, j + 1);
+    t.finish_pv(pj, j);
+    if (rescale)
+        t.rescale(alpha);
+}
+template <class T> __device__ __forceinline__ void overlap_last(T &t, typename T::p_frag &p, int j) {
+    wg_fence();
+    t.issue_pv(p, j);
+    t.finish_pv(p, j);
+}
+template <class T> __device__ __forceinline__ void overlap_tiles(T &t, int n) {
+    typename T::p_frag pa0, pa1;
+    float alpha[2];
+    wg_fence();
+    t.issue_s(0);
+    wg_wait<0>();
+    t.softmax(pa0, alpha, 0); /* O is 0: nothing to rescale */
+    int j = 0;
+    for (; j + 2 < n; j += 2) {
+        overlap_step(t, pa0, pa1, j);
+        overlap_step(t, pa1, pa0, j + 1);
+    }
+    if (j + 1 < n) {
+        overlap_step(t, pa0, pa1, j);
+        overlap_last(t, pa1, j + 1);
+    } else {
+        overlap_last(t, pa0, j);
+    }
 }
 #endif
 

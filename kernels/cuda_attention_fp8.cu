@@ -701,113 +701,85 @@ __device__ __forceinline__ uint64_t fa8w_kdesc(const fa8w_state &st, int j) {
     return wg_desc_addr(st.ring + (uint32_t)(j % W_ST) * W_STAGE);
 }
 
-/* S of key tile j into acc, once its stage has landed (issued, not committed). */
-__device__ __forceinline__ void fa8w_issue_s(const fa8w_state &st, uint32_t (&acc)[64], int j) {
-    st.bars->wait(j);
-    const uint64_t dk = fa8w_kdesc(st, j);
-    wg_s8_first(acc, st.dq, dk); /* 4 steps of 32 along d: +32 bytes = +2 in the descriptor */
-    wg_s8(acc, st.dq + 2, dk + 2);
-    wg_s8(acc, st.dq + 4, dk + 4);
-    wg_s8(acc, st.dq + 6, dk + 6);
-}
-
-/* The online softmax of key tile j from its S (sacc): P into pa, the O rescale into alpha;
- * returns whether the warp needs it (a row's max changed). */
-__device__ __forceinline__ bool fa8w_softmax(fa8w_state &st, const uint32_t (&sacc)[64], uint32_t (&pa)[4][4],
-                                             float alpha[2], int j) {
-    const int t4 = threadIdx.x & 3;
-    float s[16][4];
-#pragma unroll
-    for (int t = 0; t < 16; t++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-            s[t][e] = __uint_as_float(sacc[4 * t + e] + MAGIC_BITS);
-    const int kmax = st.nk - j * W_BC;
-    if (kmax < W_BC) {
-#pragma unroll
-        for (int t = 0; t < 16; t++)
-#pragma unroll
-            for (int e = 0; e < 4; e++)
-                if (t * 8 + 2 * t4 + (e & 1) >= kmax)
-                    s[t][e] = -INFINITY;
-    }
-    const float ks0 = st.skh[(j * W_BC) / F8_KB], ks1 = st.skh[(j * W_BC) / F8_KB + 1];
-    const float f[2][2] = {{st.qf[0] * ks0, st.qf[1] * ks0}, {st.qf[0] * ks1, st.qf[1] * ks1}};
-    const bool rescale = __any_sync(0xffffffffu, softmax_w(s, st.m, st.l, alpha, f));
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
-        const int t = 4 * kk;
-        pa[kk][0] = f8x4(s[t][0], s[t][1], s[t + 1][0], s[t + 1][1]);
-        pa[kk][1] = f8x4(s[t][2], s[t][3], s[t + 1][2], s[t + 1][3]);
-        pa[kk][2] = f8x4(s[t + 2][0], s[t + 2][1], s[t + 3][0], s[t + 3][1]);
-        pa[kk][3] = f8x4(s[t + 2][2], s[t + 2][3], s[t + 3][2], s[t + 3][3]);
-    }
-    return rescale;
-}
-
-/* O += P V of key tile j, 4 steps of 32 keys (V tile after K; issued and committed). */
-__device__ __forceinline__ void fa8w_issue_pv(const fa8w_state &st, float (&o)[64], uint32_t (&p)[4][4], int j) {
-    const uint64_t dv = fa8w_kdesc(st, j) + (W_TILE >> 4);
-    wg_f8(o, p[0], dv);
-    wg_f8(o, p[1], dv + 2);
-    wg_f8(o, p[2], dv + 4);
-    wg_f8(o, p[3], dv + 6);
-    wg_commit();
-}
-
-/* Wait for tile j's P V, then give its stage back. */
-__device__ __forceinline__ void fa8w_finish_pv(fa8w_state &st, float (&o)[64], uint32_t (&p)[4][4], int j) {
-    wg_wait<0>();
-    wg_hold(o);
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++)
-        wg_hold(p[kk]);
-    st.bars->release(j);
-}
-
-/* Key tile j (not the last) of a consumer warpgroup, its P (pj) made by the previous step: S of
- * tile j + 1 and O += P V of tile j are issued together; once S is done (P V may still run) the
- * softmax of tile j + 1 makes its P in pn, so the exponentials overlap the products (FA3's
- * in-warpgroup overlap); once P V is done, O is rescaled for tile j + 1. */
-__device__ __forceinline__ void fa8w_step(fa8w_state &st, float (&o)[64], uint32_t (&sacc)[64],
-                                          uint32_t (&pj)[4][4], uint32_t (&pn)[4][4], int j) {
-    wg_fence();
-    fa8w_issue_s(st, sacc, j + 1);
-    wg_commit();
-    fa8w_issue_pv(st, o, pj, j);
-    wg_wait<1>();
-    wg_hold(sacc);
-    float alpha[2];
-    const bool rescale = fa8w_softmax(st, sacc, pn, alpha, j + 1);
-    fa8w_finish_pv(st, o, pj, j);
-    if (rescale) { /* O = alpha O in float32 before tile j + 1's P V */
-#pragma unroll
-        for (int i = 0; i < 64; i++)
-            o[i] *= alpha[(i >> 1) & 1];
-    }
-}
-
-/* fa8w's steps for overlap_tiles (cuda_attention.cuh), over one consumer warpgroup's O. */
+/* fa8w's primitives for overlap_tiles (cuda_attention.cuh): one consumer warpgroup's key tiles
+ * into its O. */
 struct fa8w_tiles {
     typedef uint32_t p_frag[4][4];
     fa8w_state &st;
     float (&o)[64];
     uint32_t sacc[64]; /* S of the tile in flight (left uninitialized: the first product writes it) */
     __device__ fa8w_tiles(fa8w_state &st_, float (&o_)[64]) : st(st_), o(o_) {}
-    __device__ __forceinline__ void first(p_frag &p) {
-        float alpha[2];
-        wg_fence();
-        fa8w_issue_s(st, sacc, 0);
+
+    /* S of key tile j, 4 steps of 32 along d: +32 bytes = +2 in the descriptors. */
+    __device__ __forceinline__ void issue_s(int j) {
+        st.bars->wait(j);
+        const uint64_t dk = fa8w_kdesc(st, j);
+        wg_s8_first(sacc, st.dq, dk);
+        wg_s8(sacc, st.dq + 2, dk + 2);
+        wg_s8(sacc, st.dq + 4, dk + 4);
+        wg_s8(sacc, st.dq + 6, dk + 6);
         wg_commit();
-        wg_wait<0>();
-        wg_hold(sacc);
-        fa8w_softmax(st, sacc, p, alpha, 0); /* O is 0: nothing to rescale */
     }
-    __device__ __forceinline__ void step(p_frag &pj, p_frag &pn, int j) { fa8w_step(st, o, sacc, pj, pn, j); }
-    __device__ __forceinline__ void last(p_frag &p, int j) {
-        wg_fence();
-        fa8w_issue_pv(st, o, p, j);
-        fa8w_finish_pv(st, o, p, j);
+
+    /* O += P V of key tile j, 4 steps of 32 keys (V tile after K). */
+    __device__ __forceinline__ void issue_pv(p_frag &p, int j) {
+        const uint64_t dv = fa8w_kdesc(st, j) + (W_TILE >> 4);
+        wg_f8(o, p[0], dv);
+        wg_f8(o, p[1], dv + 2);
+        wg_f8(o, p[2], dv + 4);
+        wg_f8(o, p[3], dv + 6);
+        wg_commit();
+    }
+
+    /* The online softmax of key tile j from its S: P into p, O's factor into alpha; whether the
+     * warp needs it (a row's max changed). */
+    __device__ __forceinline__ bool softmax(p_frag &p, float alpha[2], int j) {
+        wg_hold(sacc);
+        const int t4 = threadIdx.x & 3;
+        float s[16][4];
+#pragma unroll
+        for (int t = 0; t < 16; t++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                s[t][e] = __uint_as_float(sacc[4 * t + e] + MAGIC_BITS);
+        const int kmax = st.nk - j * W_BC;
+        if (kmax < W_BC) {
+#pragma unroll
+            for (int t = 0; t < 16; t++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (t * 8 + 2 * t4 + (e & 1) >= kmax)
+                        s[t][e] = -INFINITY;
+        }
+        const float ks0 = st.skh[(j * W_BC) / F8_KB], ks1 = st.skh[(j * W_BC) / F8_KB + 1];
+        const float f[2][2] = {{st.qf[0] * ks0, st.qf[1] * ks0}, {st.qf[0] * ks1, st.qf[1] * ks1}};
+        const bool rescale = __any_sync(0xffffffffu, softmax_w(s, st.m, st.l, alpha, f));
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            const int t = 4 * kk;
+            p[kk][0] = f8x4(s[t][0], s[t][1], s[t + 1][0], s[t + 1][1]);
+            p[kk][1] = f8x4(s[t][2], s[t][3], s[t + 1][2], s[t + 1][3]);
+            p[kk][2] = f8x4(s[t + 2][0], s[t + 2][1], s[t + 3][0], s[t + 3][1]);
+            p[kk][3] = f8x4(s[t + 2][2], s[t + 2][3], s[t + 3][2], s[t + 3][3]);
+        }
+        return rescale;
+    }
+
+    /* Wait for tile j's P V, then give its stage back. */
+    __device__ __forceinline__ void finish_pv(p_frag &p, int j) {
+        wg_wait<0>();
+        wg_hold(o);
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+            wg_hold(p[kk]);
+        st.bars->release(j);
+    }
+
+    /* O = alpha O in float32. */
+    __device__ __forceinline__ void rescale(const float alpha[2]) {
+#pragma unroll
+        for (int i = 0; i < 64; i++)
+            o[i] *= alpha[(i >> 1) & 1];
     }
 };
 #endif

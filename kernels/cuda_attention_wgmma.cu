@@ -98,93 +98,61 @@ template <int ST> __device__ __forceinline__ unsigned char *wb_stage(const wb_st
     return st.stages + (j % ST) * st.stage_bytes;
 }
 
-/* S of key tile j into s once its stage has landed (issued and committed). */
-template <int ST> __device__ __forceinline__ void wb_issue_s(const wb_state<ST> &st, float (&s)[WB_BC / 8][4], int j) {
-    st.bars->wait(j);
-    const unsigned char *sp = wb_stage(st, j);
-    const uint64_t dk0 = wg_desc(sp), dk1 = wg_desc(sp + WB_BC * 128);
-#pragma unroll
-    for (int kk = 0; kk < 8; kk++) /* 16 channels a step: 4 in each half, +32 bytes = +2 in a descriptor */
-        wg_qk(s, (kk < 4 ? st.dq0 : st.dq1) + 2 * (kk % 4), (kk < 4 ? dk0 : dk1) + 2 * (kk % 4), kk);
-    wg_commit();
-}
-
-/* O += P V of key tile j, 16 keys a step, 32 bytes into the V^T rows (issued and committed). */
-template <int ST>
-__device__ __forceinline__ void wb_issue_pv(const wb_state<ST> &st, float (&o)[16][4], uint32_t (&p)[WB_BC / 16][4],
-                                            int j) {
-    const uint64_t dv = wg_desc(wb_stage(st, j) + 2 * WB_BC * 128);
-#pragma unroll
-    for (int kk = 0; kk < WB_BC / 16; kk++)
-        wg_pv(o, p[kk], dv + 2 * kk);
-    wg_commit();
-}
-
-/* Wait for tile j's P V, then give its stage back. */
-template <int ST>
-__device__ __forceinline__ void wb_finish_pv(wb_state<ST> &st, float (&o)[16][4], uint32_t (&p)[WB_BC / 16][4],
-                                             int j) {
-    wg_wait<0>();
-#pragma unroll
-    for (int t = 0; t < 16; t++)
-        wg_hold(o[t]);
-#pragma unroll
-    for (int kk = 0; kk < WB_BC / 16; kk++)
-        wg_hold(p[kk]);
-    st.bars->release(j);
-}
-
-/* The online softmax of key tile j from its S: P into p, O's factor into alpha; whether O needs it. */
-template <int ST>
-__device__ __forceinline__ bool wb_softmax(wb_state<ST> &st, float (&s)[WB_BC / 8][4], uint32_t (&p)[WB_BC / 16][4],
-                                           float alpha[2], int j) {
-#pragma unroll
-    for (int t = 0; t < WB_BC / 8; t++)
-        wg_hold(s[t]);
-    scores_fix<WB_BC / 8, false>(s, (int64_t)j * WB_BC, st.wrow0, st.nq, st.nk, st.scale_log2, st.last_units,
-                                 nullptr, st.lane);
-    const bool rescale = softmax_scores<WB_BC / 8>(s, st.m, st.l, st.mul, alpha);
-    p_frags_bf16<WB_BC / 8>(p, s);
-    return rescale;
-}
-
-/* Key tile j (not the last), its P (pj) made by the previous step: S of tile j + 1 and P V of
- * tile j are issued together, tile j + 1's softmax runs while P V does, then O is rescaled for
- * it (FA3's in-warpgroup overlap, as fa8w_step of cuda_attention_fp8.cu). */
-template <int ST>
-__device__ __forceinline__ void wb_step(wb_state<ST> &st, float (&o)[16][4], float (&s)[WB_BC / 8][4],
-                                        uint32_t (&pj)[WB_BC / 16][4], uint32_t (&pn)[WB_BC / 16][4], int j) {
-    wg_fence();
-    wb_issue_s(st, s, j + 1);
-    wb_issue_pv(st, o, pj, j);
-    wg_wait<1>();
-    float alpha[2];
-    const bool rescale = wb_softmax(st, s, pn, alpha, j + 1);
-    wb_finish_pv(st, o, pj, j);
-    if (rescale)
-        rescale_o<16>(o, alpha);
-}
-
-/* wb's steps for overlap_tiles (cuda_attention.cuh), over one consumer warpgroup's O. */
+/* wb's primitives for overlap_tiles (cuda_attention.cuh): one consumer warpgroup's key tiles
+ * into its O. */
 template <int ST> struct wb_tiles {
     typedef uint32_t p_frag[WB_BC / 16][4];
     wb_state<ST> &st;
     float (&o)[16][4];
     float s[WB_BC / 8][4]; /* S of the tile in flight (left uninitialized: the first product writes it) */
     __device__ wb_tiles(wb_state<ST> &st_, float (&o_)[16][4]) : st(st_), o(o_) {}
-    __device__ __forceinline__ void first(p_frag &p) {
-        float alpha[2];
-        wg_fence();
-        wb_issue_s(st, s, 0);
+
+    /* S of key tile j, 16 channels a step: 4 in each half, +32 bytes = +2 in a descriptor. */
+    __device__ __forceinline__ void issue_s(int j) {
+        st.bars->wait(j);
+        const unsigned char *sp = wb_stage(st, j);
+        const uint64_t dk0 = wg_desc(sp), dk1 = wg_desc(sp + WB_BC * 128);
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++)
+            wg_qk(s, (kk < 4 ? st.dq0 : st.dq1) + 2 * (kk % 4), (kk < 4 ? dk0 : dk1) + 2 * (kk % 4), kk);
+        wg_commit();
+    }
+
+    /* O += P V of key tile j, 16 keys a step, 32 bytes into the V^T rows. */
+    __device__ __forceinline__ void issue_pv(p_frag &p, int j) {
+        const uint64_t dv = wg_desc(wb_stage(st, j) + 2 * WB_BC * 128);
+#pragma unroll
+        for (int kk = 0; kk < WB_BC / 16; kk++)
+            wg_pv(o, p[kk], dv + 2 * kk);
+        wg_commit();
+    }
+
+    /* The online softmax of key tile j from its S: P into p, O's factor into alpha; whether O
+     * needs it. */
+    __device__ __forceinline__ bool softmax(p_frag &p, float alpha[2], int j) {
+#pragma unroll
+        for (int t = 0; t < WB_BC / 8; t++)
+            wg_hold(s[t]);
+        scores_fix<WB_BC / 8, false>(s, (int64_t)j * WB_BC, st.wrow0, st.nq, st.nk, st.scale_log2, st.last_units,
+                                     nullptr, st.lane);
+        const bool rescale = softmax_scores<WB_BC / 8>(s, st.m, st.l, st.mul, alpha);
+        p_frags_bf16<WB_BC / 8>(p, s);
+        return rescale;
+    }
+
+    /* Wait for tile j's P V, then give its stage back. */
+    __device__ __forceinline__ void finish_pv(p_frag &p, int j) {
         wg_wait<0>();
-        wb_softmax(st, s, p, alpha, 0); /* O is 0: nothing to rescale */
+#pragma unroll
+        for (int t = 0; t < 16; t++)
+            wg_hold(o[t]);
+#pragma unroll
+        for (int kk = 0; kk < WB_BC / 16; kk++)
+            wg_hold(p[kk]);
+        st.bars->release(j);
     }
-    __device__ __forceinline__ void step(p_frag &pj, p_frag &pn, int j) { wb_step(st, o, s, pj, pn, j); }
-    __device__ __forceinline__ void last(p_frag &p, int j) {
-        wg_fence();
-        wb_issue_pv(st, o, p, j);
-        wb_finish_pv(st, o, p, j);
-    }
+
+    __device__ __forceinline__ void rescale(const float alpha[2]) { rescale_o<16>(o, alpha); }
 };
 #endif
 
